@@ -1,0 +1,197 @@
+"""Shared argument validation.
+
+Every public function of camseg validates its inputs with these helpers so that
+error messages read the same everywhere: the built-in exception type, the
+argument in backticks, what was expected and what was got, and a hint where one
+helps::
+
+    ValueError: Expected `maps` to be a tensor of shape (B, H, W), but got shape (2, 3).
+
+The helpers return nothing (or the normalised value) and never copy tensors.
+Checks that would force a device synchronisation (``isfinite``) are kept to the
+places where a silent wrong answer is the alternative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+__all__ = [
+    "check_binary_labels",
+    "check_bool_mask",
+    "check_finite",
+    "check_floating",
+    "check_in_range",
+    "check_ndim",
+    "check_nonnegative",
+    "check_one_of",
+    "check_positive_int",
+    "check_probability",
+    "check_same_batch",
+    "check_same_shape",
+    "check_tensor",
+    "describe",
+]
+
+
+def describe(value: Any) -> str:
+    """A short description of ``value`` for error messages."""
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (list, tuple)) and len(value) > 8:
+        return f"a {type(value).__name__} of length {len(value)}"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def check_tensor(value: Any, name: str) -> torch.Tensor:
+    """Raise ``TypeError`` unless ``value`` is a :class:`torch.Tensor`."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"Expected `{name}` to be a torch.Tensor, but got {describe(value)}.")
+    return value
+
+
+def check_ndim(value: torch.Tensor, name: str, ndims: int | Sequence[int], layout: str) -> None:
+    """Raise ``ValueError`` unless ``value.ndim`` is one of ``ndims``.
+
+    Args:
+        value: the tensor.
+        name: the argument's name.
+        ndims: allowed numbers of dimensions.
+        layout: the expected layout in words, e.g. ``"(B, H, W)"``.
+    """
+    check_tensor(value, name)
+    allowed = (ndims,) if isinstance(ndims, int) else tuple(ndims)
+    if value.ndim not in allowed:
+        raise ValueError(
+            f"Expected `{name}` to be a tensor of shape {layout}, "
+            f"but got shape {tuple(value.shape)}."
+        )
+
+
+def check_floating(value: torch.Tensor, name: str) -> None:
+    """Raise ``TypeError`` unless ``value`` has a floating-point dtype."""
+    check_tensor(value, name)
+    if not value.is_floating_point():
+        raise TypeError(
+            f"Expected `{name}` to have a floating-point dtype, but got {value.dtype}. "
+            "Hint: convert with `.float()` (and scale uint8 images to [0, 1])."
+        )
+
+
+def check_bool_mask(value: Any, name: str, layout: str = "(B, H, W)", ndim: int = 3) -> None:
+    """Raise unless ``value`` is a ``torch.bool`` tensor with ``ndim`` dimensions."""
+    check_tensor(value, name)
+    if value.dtype != torch.bool:
+        raise TypeError(
+            f"Expected `{name}` to be a torch.bool mask, but got {value.dtype}. "
+            "Hint: threshold it first, e.g. `maps >= t[:, None, None]`."
+        )
+    check_ndim(value, name, ndim, layout)
+
+
+def check_same_shape(a: torch.Tensor, a_name: str, b: torch.Tensor, b_name: str) -> None:
+    """Raise ``ValueError`` unless two tensors have the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"Expected `{a_name}` and `{b_name}` to have the same shape, but got "
+            f"{tuple(a.shape)} and {tuple(b.shape)}."
+        )
+
+
+def check_same_batch(a: torch.Tensor, a_name: str, b: torch.Tensor, b_name: str) -> None:
+    """Raise ``ValueError`` unless two tensors have the same first dimension."""
+    if a.ndim == 0 or b.ndim == 0 or a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"Expected `{a_name}` and `{b_name}` to have the same batch size, but got "
+            f"shapes {tuple(a.shape)} and {tuple(b.shape)}."
+        )
+
+
+def check_finite(value: torch.Tensor, name: str, hint: str = "") -> None:
+    """Raise ``ValueError`` if ``value`` holds NaN or infinity."""
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        n_bad = int((~torch.isfinite(value)).sum())
+        msg = f"Expected `{name}` to be finite, but it holds {n_bad} NaN or infinite values."
+        raise ValueError(msg + (f" {hint}" if hint else ""))
+
+
+def check_in_range(
+    value: torch.Tensor | float,
+    name: str,
+    low: float,
+    high: float,
+    *,
+    hint: str = "",
+) -> None:
+    """Raise ``ValueError`` unless every element lies in ``[low, high]``."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 0:
+            return
+        lo, hi = float(value.min()), float(value.max())
+        if not (low <= lo and hi <= high):
+            raise ValueError(
+                f"Expected `{name}` to lie in [{low}, {high}], but got values in "
+                f"[{lo:.6g}, {hi:.6g}]." + (f" {hint}" if hint else "")
+            )
+    else:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise TypeError(f"Expected `{name}` to be a number, but got {describe(value)}.")
+        if not (low <= value <= high):
+            raise ValueError(
+                f"Expected `{name}` to lie in [{low}, {high}], but got {value!r}."
+                + (f" {hint}" if hint else "")
+            )
+
+
+def check_probability(value: float, name: str) -> None:
+    """Raise unless ``value`` is a number in ``[0, 1]``."""
+    check_in_range(value, name, 0.0, 1.0)
+
+
+def check_nonnegative(value: float, name: str) -> None:
+    """Raise unless ``value`` is a finite number ``>= 0``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"Expected `{name}` to be a number >= 0, but got {describe(value)}.")
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"Expected `{name}` to be a finite number >= 0, but got {value!r}.")
+
+
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Raise unless ``value`` is an ``int`` (not ``bool``) ``>= minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"Expected `{name}` to be an int, but got {describe(value)}.")
+    if value < minimum:
+        raise ValueError(f"Expected `{name}` to be an int >= {minimum}, but got {value}.")
+    return value
+
+
+def check_one_of(value: Any, name: str, options: Sequence[Any]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``options``."""
+    if value not in options:
+        shown = ", ".join(repr(o) for o in options)
+        raise ValueError(f"Expected `{name}` to be one of {shown}, but got {describe(value)}.")
+
+
+def check_binary_labels(value: Any, name: str) -> torch.Tensor:
+    """Raise unless ``value`` is a 1-D tensor of 0/1 labels; return it as ``bool``.
+
+    Accepts bool, integer and floating tensors whose values are exactly 0 or 1.
+    """
+    check_tensor(value, name)
+    if value.ndim != 1:
+        raise ValueError(
+            f"Expected `{name}` to be a tensor of shape (B,), but got shape {tuple(value.shape)}."
+        )
+    if value.dtype == torch.bool:
+        return value
+    if value.is_complex():
+        raise TypeError(f"Expected `{name}` to hold 0/1 labels, but got {value.dtype}.")
+    if value.numel() and not bool(((value == 0) | (value == 1)).all()):
+        bad = value[(value != 0) & (value != 1)][:5].tolist()
+        raise ValueError(f"Expected `{name}` to hold binary labels 0/1, but got values {bad}.")
+    return value.bool()

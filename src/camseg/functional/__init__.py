@@ -1,0 +1,1 @@
+"""Pure tensor maths for CAMs (being written)."""

@@ -1,0 +1,3 @@
+"""camseg.losses (being written)."""
+
+__all__: list[str] = []

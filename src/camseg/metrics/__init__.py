@@ -1,0 +1,3 @@
+"""camseg.metrics (being written)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""camseg.postprocess (being written)."""
+
+__all__: list[str] = []

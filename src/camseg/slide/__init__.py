@@ -1,0 +1,3 @@
+"""camseg.slide (being written)."""
+
+__all__: list[str] = []

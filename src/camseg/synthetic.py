@@ -1,0 +1,3 @@
+"""Synthetic PCam-like patches (being written)."""
+
+__all__: list[str] = []
