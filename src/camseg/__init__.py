@@ -19,7 +19,19 @@ Public entry points:
 """
 
 from camseg import functional, losses, metrics, postprocess, slide, synthetic
-# ENGINE-IMPORTS (the CAM engine lands here shortly)
+from camseg._targets import Targets
+from camseg.capture import LayerCapture, LayerInfo, list_layers
+from camseg.extractors import (
+    BaseCAM,
+    CAMResult,
+    EigenCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    LinearCAM,
+    XGradCAM,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -34,6 +46,7 @@ __all__ = [
     "LayerCapture",
     "LayerInfo",
     "LinearCAM",
+    "Targets",
     "XGradCAM",
     "__version__",
     "functional",

@@ -1,0 +1,135 @@
+"""Turning model outputs and user targets into the scores a CAM differentiates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeAlias
+
+import torch
+
+from camseg._checks import describe
+
+__all__ = ["Targets", "resolve_scores"]
+
+Targets: TypeAlias = (
+    int | Sequence[int] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
+)
+"""What a CAM may be asked to explain.
+
+- ``None``: the predicted class of each image (argmax; ``logit > 0`` for a
+  single-logit head).
+- ``int``: the same class for every image.
+- sequence of ints or LongTensor ``(B,)``: one class per image.
+- LongTensor ``(B, K)``: ``K`` classes per image (maps ``(B, K, H, W)``).
+- callable ``logits -> scores`` returning ``(B,)`` or ``(B, K)``: any
+  differentiable score (a margin, a probability, a sum of classes).
+
+For a single-logit binary head ``(B, 1)`` class 1 scores the logit and class 0
+scores its negative.
+"""
+
+
+def _check_logits(logits: torch.Tensor, name: str) -> None:
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(
+            f"Expected the model output `{name}` to be a torch.Tensor of shape (B, C), but got "
+            f"{describe(logits)}. Hint: pass `targets` as a callable that maps the output to "
+            "scores of shape (B,)."
+        )
+    if logits.ndim != 2:
+        raise ValueError(
+            f"Expected the model output `{name}` to have shape (B, C), but got shape "
+            f"{tuple(logits.shape)}. Hint: pass `targets` as a callable that maps the output to "
+            "scores of shape (B,) or (B, K)."
+        )
+
+
+def _as_index_tensor(targets: object, batch: int, device: torch.device) -> torch.Tensor:
+    if isinstance(targets, torch.Tensor):
+        t = targets
+        if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+            raise TypeError(
+                f"Expected `targets` to be an integer (long) tensor of class indices, but got "
+                f"{t.dtype}. Hint: use `targets.long()` if the values are whole numbers."
+            )
+        if t.ndim == 0:
+            t = t.expand(batch)
+        if t.ndim not in (1, 2):
+            raise ValueError(
+                f"Expected `targets` to have shape (B,) or (B, K) with B = {batch}, but got shape "
+                f"{tuple(t.shape)}."
+            )
+        return t.to(device=device, dtype=torch.long)
+    if isinstance(targets, bool):
+        raise TypeError(f"Expected `targets` to be an int class index, but got {targets!r}.")
+    if isinstance(targets, int):
+        return torch.full((batch,), targets, dtype=torch.long, device=device)
+    if isinstance(targets, Sequence) and not isinstance(targets, (str, bytes)):
+        items = list(targets)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise TypeError(
+                f"Expected `targets` to be a sequence of int class indices, but got {items[:5]!r}."
+            )
+        return torch.tensor(items, dtype=torch.long, device=device)
+    raise TypeError(
+        "Expected `targets` to be None, an int, a sequence of ints, a LongTensor of shape (B,) "
+        f"or (B, K), or a callable logits -> scores, but got {describe(targets)}."
+    )
+
+
+def resolve_scores(
+    logits: torch.Tensor, targets: Targets, *, name: str = "logits"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Return ``(scores, target_indices)`` for a model output and a target spec.
+
+    ``scores`` has shape ``(B,)`` or ``(B, K)``; ``target_indices`` is the
+    LongTensor of classes explained (``None`` when ``targets`` is a callable).
+    """
+    if callable(targets) and not isinstance(targets, torch.Tensor):
+        scores = targets(logits)
+        batch = logits.shape[0] if isinstance(logits, torch.Tensor) and logits.ndim else None
+        if not isinstance(scores, torch.Tensor) or scores.ndim not in (1, 2):
+            raise ValueError(
+                "Expected the `targets` callable to return scores of shape (B,) or (B, K), but "
+                f"got {describe(scores)}."
+            )
+        if batch is not None and scores.shape[0] != batch:
+            raise ValueError(
+                f"Expected the `targets` callable to return {batch} scores (one per image), but "
+                f"got shape {tuple(scores.shape)}."
+            )
+        if not scores.is_floating_point():
+            raise TypeError(
+                f"Expected the `targets` callable to return floating scores, but got "
+                f"{scores.dtype}."
+            )
+        return scores, None
+
+    _check_logits(logits, name)
+    batch, n_cls = logits.shape
+    if targets is None:
+        idx = (logits[:, 0] > 0).long() if n_cls == 1 else logits.argmax(dim=1)
+    else:
+        idx = _as_index_tensor(targets, batch, logits.device)
+    if idx.shape[0] != batch:
+        raise ValueError(
+            f"Expected `targets` to give one class per image ({batch} images), but got "
+            f"{idx.shape[0]} (shape {tuple(idx.shape)}). Targets are never truncated or repeated."
+        )
+    limit = 2 if n_cls == 1 else n_cls
+    if idx.numel():
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= limit:
+            head = "a single-logit head (classes 0 and 1)" if n_cls == 1 else f"{n_cls} classes"
+            raise ValueError(
+                f"Expected `targets` in [0, {limit - 1}] for {head}, but got values in "
+                f"[{lo}, {hi}]."
+            )
+    if n_cls == 1:
+        sign = (2 * idx - 1).to(logits.dtype)
+        scores = sign * (logits[:, 0] if idx.ndim == 1 else logits[:, :1].expand_as(sign))
+    elif idx.ndim == 1:
+        scores = logits.gather(1, idx[:, None]).squeeze(1)
+    else:
+        scores = logits.gather(1, idx)
+    return scores, idx
