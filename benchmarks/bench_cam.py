@@ -25,7 +25,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     ensure_malloc_env,
     machine,
     peak_memory_bytes,
@@ -34,7 +34,7 @@ from _common import (  # noqa: E402
     write_results,
 )
 
-import camseg  # noqa: E402
+import camseg
 
 CONFIGS = {
     "resnet18@96 b64": (torchvision.models.resnet18, 96, 64),
@@ -111,7 +111,9 @@ def main() -> None:
     device = torch.device(args.device)
     repeats = 2 if args.quick else args.repeats
     warmup = 1 if args.quick else 2
-    configs = {"resnet18@32 b4 (quick)": (torchvision.models.resnet18, 32, 4)} if args.quick else CONFIGS
+    configs = (
+        {"resnet18@32 b4 (quick)": (torchvision.models.resnet18, 32, 4)} if args.quick else CONFIGS
+    )
 
     results = {}
     lines = []
@@ -143,7 +145,10 @@ def main() -> None:
             }
         results[name] = {"rows": rows, "speedup_vs_pytorch_grad_cam": speedups}
         lines.append(f"\n### {name}\n")
-        lines.append("| candidate | median time (s) | IQR (s) | time / forward | peak extra memory (MiB) | memory / forward |")
+        lines.append(
+            "| candidate | median time (s) | IQR (s) | time / forward "
+            "| peak extra memory (MiB) | memory / forward |"
+        )
         lines.append("| --- | --- | --- | --- | --- | --- |")
         for k, r in rows.items():
             if "time_s" in r:
@@ -165,10 +170,14 @@ def main() -> None:
     side, batch = (32, 4) if args.quick else (96, 64)
     tg = bench_targets(device, repeats, warmup, side, batch)
     ratio = tg["10 targets"]["median"] / tg["1 target"]["median"]
-    results[f"targets resnet18@{side} b{batch} (10 classes)"] = {"times": tg, "ratio_10_vs_1": ratio}
+    results[f"targets resnet18@{side} b{batch} (10 classes)"] = {
+        "times": tg,
+        "ratio_10_vs_1": ratio,
+    }
     lines.append(f"\n### 10 targets per image, resnet18@{side} b{batch}\n")
     lines.append(
-        f"1 target: {tg['1 target']['median']:.4f} s; 10 targets: {tg['10 targets']['median']:.4f} s; "
+        f"1 target: {tg['1 target']['median']:.4f} s; "
+        f"10 targets: {tg['10 targets']['median']:.4f} s; "
         f"ratio **{ratio:.2f}×** (one batched backward)."
     )
     print(lines[-1], flush=True)

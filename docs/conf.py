@@ -6,7 +6,7 @@ import camseg
 
 project = "camseg"
 author = "The camseg developers"
-copyright = "2026, the camseg developers"  # noqa: A001
+copyright = "2026, the camseg developers"
 release = camseg.__version__
 version = ".".join(release.split(".")[:2])
 

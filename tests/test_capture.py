@@ -22,7 +22,9 @@ def test_capture_records_and_differentiates_to_the_layer_only(tiny_net, images):
     with torch.no_grad():
         feats = tiny_net.features(images)
     feats.requires_grad_(True)
-    scores = tiny_net.fc(tiny_net.pool(feats).flatten(1)).gather(1, torch.tensor([[0], [1], [2], [0]]))
+    scores = tiny_net.fc(tiny_net.pool(feats).flatten(1)).gather(
+        1, torch.tensor([[0], [1], [2], [0]])
+    )
     (expected,) = torch.autograd.grad(scores.sum(), feats)
     torch.testing.assert_close(g, expected)
     torch.testing.assert_close(a.detach(), feats.detach())
@@ -77,8 +79,10 @@ def test_capture_shared_module_and_multiple_outputs(images):
         model(images)
         with pytest.raises(ValueError, match="to run once per forward pass, but it ran 2 times"):
             _ = cap.output
+    with camseg.LayerCapture(model, ["2", "4"]) as multi:
+        model(images)
         with pytest.raises(ValueError, match="one captured layer"):
-            camseg.LayerCapture(model, ["0", "2"]).__enter__().output
+            _ = multi.output
 
 
 def test_capture_non_tensor_output(images):

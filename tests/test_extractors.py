@@ -56,7 +56,9 @@ def test_target_forms_agree(tiny_net, images):
     cam = camseg.GradCAM(tiny_net, "features.3")
     by_list = cam(images, targets=[0, 1, 2, 1])
     by_tensor = cam(images, targets=torch.tensor([0, 1, 2, 1]))
-    by_callable = cam(images, targets=lambda lg: lg.gather(1, torch.tensor([[0], [1], [2], [1]]))[:, 0])
+    by_callable = cam(
+        images, targets=lambda lg: lg.gather(1, torch.tensor([[0], [1], [2], [1]]))[:, 0]
+    )
     torch.testing.assert_close(by_list, by_tensor)
     torch.testing.assert_close(by_list, by_callable)
     argmax = tiny_net(images).argmax(1)
@@ -174,7 +176,9 @@ def test_user_forward_inside_block_is_not_recorded(tiny_net, images):
 def test_inplace_op_after_layer_does_not_alter_activations():
     torch.manual_seed(0)
     body = nn.Conv2d(3, 4, 3, padding=1)
-    model = nn.Sequential(body, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    model = nn.Sequential(
+        body, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    )
     x = torch.randn(2, 3, 8, 8)
     raw = camseg.HiResCAM(model, "0")(x, targets=1, normalize=None, size=None)
     with torch.no_grad():
@@ -188,8 +192,13 @@ def test_inplace_op_after_layer_does_not_alter_activations():
 def test_train_mode_and_channels_last(images):
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(3, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(), nn.Dropout(0.0),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 2),
+        nn.Conv2d(3, 5, 3, padding=1),
+        nn.BatchNorm2d(5),
+        nn.ReLU(),
+        nn.Dropout(0.0),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(5, 2),
     )
     model.train()
     ref = camseg.GradCAM(model, "2")(images, targets=1)
@@ -302,7 +311,9 @@ def test_no_memory_growth_over_many_calls(tiny_net):
 
 
 def test_unknown_layer_lists_close_names(tiny_net):
-    with pytest.raises(ValueError, match=r"got 'feature.3'.*Close names: 'features.3'.*list_layers"):
+    with pytest.raises(
+        ValueError, match=r"got 'feature.3'.*Close names: 'features.3'.*list_layers"
+    ):
         camseg.GradCAM(tiny_net, "feature.3")
     with pytest.raises(ValueError, match="not part of it"):
         camseg.GradCAM(tiny_net, nn.Conv2d(1, 1, 1))
@@ -336,7 +347,9 @@ def test_bad_targets(tiny_net, images, targets, exc, match):
 
 def test_bad_images_and_options(tiny_net, images):
     cam = camseg.GradCAM(tiny_net, "features.3")
-    with pytest.raises(ValueError, match=r"`x` to be a tensor of shape \(B, C, H, W\), but got shape \(3, 12, 12\)"):
+    with pytest.raises(
+        ValueError, match=r"`x` to be a tensor of shape \(B, C, H, W\), but got shape \(3, 12, 12\)"
+    ):
         cam(images[0])
     with pytest.raises(ValueError, match="empty batch"):
         cam(images[:0])
@@ -360,7 +373,9 @@ def test_model_output_not_logits(images, tiny_net_cls):
             return {"logits": self.net(x)}
 
     model = Dict()
-    with pytest.raises(TypeError, match="model output `logits` to be a torch.Tensor of shape \\(B, C\\)"):
+    with pytest.raises(
+        TypeError, match="model output `logits` to be a torch.Tensor of shape \\(B, C\\)"
+    ):
         camseg.GradCAM(model, "net.features.3")(images)
     maps = camseg.GradCAM(model, "net.features.3")(images, targets=lambda out: out["logits"][:, 1])
     assert maps.shape == (4, 12, 12)
@@ -381,7 +396,9 @@ def test_non_finite_activations_and_gradients(tiny_net, images, tiny_net_cls):
             return self.net(x) * torch.tensor(float("inf"))
 
     with pytest.raises(ValueError, match="gradient of layer 'net.features.3'|to be finite"):
-        camseg.GradCAM(Overflow(), "net.features.3")(images, targets=lambda lg: lg[:, 0] * 0 + lg[:, 0])
+        camseg.GradCAM(Overflow(), "net.features.3")(
+            images, targets=lambda lg: lg[:, 0] * 0 + lg[:, 0]
+        )
 
 
 def test_linear_cam_needs_linear_head_and_class_targets(tiny_net, images):
@@ -391,7 +408,9 @@ def test_linear_cam_needs_linear_head_and_class_targets(tiny_net, images):
         camseg.LinearCAM(tiny_net, "features.3", head="classifier")
     with pytest.raises(TypeError, match="class indices"):
         camseg.LinearCAM(tiny_net, "features.3", head="fc")(images, targets=lambda lg: lg[:, 0])
-    wrong_layer = nn.Sequential(nn.Conv2d(3, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    wrong_layer = nn.Sequential(
+        nn.Conv2d(3, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    )
     wrong_layer.fc = wrong_layer[3]
     with pytest.raises(ValueError, match="`weight` to have 3 input features"):
         camseg.LinearCAM(wrong_layer, "0", head="fc").weigh(

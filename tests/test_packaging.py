@@ -21,7 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def dists(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--wheel", "--sdist", "--outdir", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--no-isolation",
+            "--wheel",
+            "--sdist",
+            "--outdir",
+            str(out),
+        ],
         cwd=ROOT,
         check=True,
         capture_output=True,
@@ -40,7 +49,8 @@ def test_wheel_holds_the_package_and_nothing_else(dists):
     top = {n.split("/")[0] for n in names}
     assert top <= {"camseg", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     assert not any(n.startswith(("tests/", "examples/", "benchmarks/", "docs/")) for n in names)
-    members = tarfile.open(sdist).getnames()
+    with tarfile.open(sdist) as tar:
+        members = tar.getnames()
     assert any(m.endswith("src/camseg/__init__.py") for m in members)
     assert not any("/tests/" in m or "/benchmarks/" in m for m in members)
 
@@ -56,12 +66,17 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_gradcam(dists, tmp_path):
     # camseg itself must come from the wheel.
     fresh_site = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
-    (Path(fresh_site) / "_deps_from_dev_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (Path(fresh_site) / "_deps_from_dev_env.pth").write_text(
+        sysconfig.get_paths()["purelib"] + "\n"
+    )
     subprocess.run(
         [str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     script = textwrap.dedent(
         """

@@ -101,9 +101,7 @@ def test_eigencam_finds_dominant_direction_and_fixes_sign():
     assert torch.equal(m.argmax(), CF.eigencam(a).argmax())
 
 
-@pytest.mark.parametrize(
-    "fn", [CF.gradcam, CF.hirescam, CF.xgradcam, CF.layercam, CF.gradcam_pp]
-)
+@pytest.mark.parametrize("fn", [CF.gradcam, CF.hirescam, CF.xgradcam, CF.layercam, CF.gradcam_pp])
 def test_weighting_input_errors(fn):
     a = torch.rand(1, 2, 3, 3)
     with pytest.raises(TypeError, match="`activations` to have a floating-point dtype"):

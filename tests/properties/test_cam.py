@@ -32,7 +32,9 @@ METHODS = st.sampled_from(
 
 
 @SETTINGS
-@given(seed=st.integers(0, 10_000), batch=st.integers(1, 5), method=METHODS, side=st.integers(4, 10))
+@given(
+    seed=st.integers(0, 10_000), batch=st.integers(1, 5), method=METHODS, side=st.integers(4, 10)
+)
 def test_batch_equals_images_one_by_one(seed, batch, method, side):
     model = _net(seed)
     x = torch.rand(batch, 3, side, side, generator=torch.Generator().manual_seed(seed))
