@@ -18,7 +18,7 @@ flags, ``requires_grad`` flags and parameter ``.grad`` are left as found.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar, Literal, NamedTuple, TypeAlias
 
 import torch
@@ -269,14 +269,23 @@ class BaseCAM:
             )
         return self.weigh(a, _as_float(g) if g is not None else None, idx)
 
+    _weighting: ClassVar["staticmethod[[torch.Tensor, torch.Tensor], torch.Tensor] | None"] = None
+
     def weigh(
         self,
         activations: torch.Tensor,
         gradients: torch.Tensor | None,
         targets: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Turn activations (and gradients) into raw maps; implemented by subclasses."""
-        raise NotImplementedError
+        """Turn activations (and gradients) into raw maps.
+
+        Gradient methods set the class attribute ``_weighting`` to a function
+        of :mod:`camseg.functional`; others override this method.
+        """
+        weighting = type(self)._weighting
+        if weighting is None or gradients is None:
+            raise NotImplementedError(f"{type(self).__name__} does not define a weighting")
+        return weighting(activations, gradients)
 
 
 def _as_float(t: torch.Tensor) -> torch.Tensor:
@@ -347,16 +356,7 @@ class GradCAM(BaseCAM):
     """
 
     method = "gradcam"
-
-    def weigh(
-        self,
-        activations: torch.Tensor,
-        gradients: torch.Tensor | None,
-        targets: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Apply :func:`camseg.functional.gradcam`."""
-        assert gradients is not None
-        return CF.gradcam(activations, gradients)
+    _weighting = staticmethod(CF.gradcam)
 
 
 class GradCAMPlusPlus(BaseCAM):
@@ -414,16 +414,7 @@ class HiResCAM(BaseCAM):
     """
 
     method = "hirescam"
-
-    def weigh(
-        self,
-        activations: torch.Tensor,
-        gradients: torch.Tensor | None,
-        targets: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Apply :func:`camseg.functional.hirescam`."""
-        assert gradients is not None
-        return CF.hirescam(activations, gradients)
+    _weighting = staticmethod(CF.hirescam)
 
 
 class XGradCAM(BaseCAM):
@@ -438,16 +429,7 @@ class XGradCAM(BaseCAM):
     """
 
     method = "xgradcam"
-
-    def weigh(
-        self,
-        activations: torch.Tensor,
-        gradients: torch.Tensor | None,
-        targets: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Apply :func:`camseg.functional.xgradcam`."""
-        assert gradients is not None
-        return CF.xgradcam(activations, gradients)
+    _weighting = staticmethod(CF.xgradcam)
 
 
 class LayerCAM(BaseCAM):
@@ -462,16 +444,7 @@ class LayerCAM(BaseCAM):
     """
 
     method = "layercam"
-
-    def weigh(
-        self,
-        activations: torch.Tensor,
-        gradients: torch.Tensor | None,
-        targets: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Apply :func:`camseg.functional.layercam`."""
-        assert gradients is not None
-        return CF.layercam(activations, gradients)
+    _weighting = staticmethod(CF.layercam)
 
 
 class LinearCAM(BaseCAM):
