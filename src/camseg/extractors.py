@@ -18,7 +18,7 @@ flags, ``requires_grad`` flags and parameter ``.grad`` are left as found.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import ClassVar, Literal, NamedTuple, TypeAlias
 
 import torch
@@ -269,7 +269,7 @@ class BaseCAM:
             )
         return self.weigh(a, _as_float(g) if g is not None else None, idx)
 
-    _weighting: ClassVar["staticmethod[[torch.Tensor, torch.Tensor], torch.Tensor] | None"] = None
+    _weighting: ClassVar[staticmethod[[torch.Tensor, torch.Tensor], torch.Tensor] | None] = None
 
     def weigh(
         self,
