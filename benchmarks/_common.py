@@ -118,4 +118,5 @@ def write_results(name: str, payload: dict[str, Any], markdown: str) -> None:
         fd, tmp = tempfile.mkstemp(dir=RESULTS, prefix=f".{name}", suffix=suffix)
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
         os.replace(tmp, target)
