@@ -114,7 +114,14 @@ def check_same_batch(a: torch.Tensor, a_name: str, b: torch.Tensor, b_name: str)
 
 def check_finite(value: torch.Tensor, name: str, hint: str = "") -> None:
     """Raise ``ValueError`` if ``value`` holds NaN or infinity."""
-    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+    if not value.is_floating_point() or value.numel() == 0:
+        return
+    # fast path: one reduction; a NaN or infinity anywhere makes the sum non-finite
+    # (a finite sum proves there is none). Only a non-finite sum, which may also
+    # be a harmless overflow, pays for the element-wise check.
+    if bool(torch.isfinite(value.sum())):
+        return
+    if not bool(torch.isfinite(value).all()):
         n_bad = int((~torch.isfinite(value)).sum())
         msg = f"Expected `{name}` to be finite, but it holds {n_bad} NaN or infinite values."
         raise ValueError(msg + (f" {hint}" if hint else ""))
