@@ -39,7 +39,7 @@ def check_maps(maps: object, name: str = "maps", *, unit: bool = False) -> torch
         )
     if t.shape[0] == 0:
         return torch.zeros(0, 2, dtype=t.dtype, device=t.device)
-    flat = t.reshape(t.shape[0], -1)
+    flat = t.detach().reshape(t.shape[0], -1)
     # two reductions: much faster than torch.aminmax(dim=...) on the CPU
     lo, hi = flat.amin(dim=1), flat.amax(dim=1)
     rng = torch.stack([lo, hi], dim=1)

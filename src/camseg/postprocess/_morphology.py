@@ -284,6 +284,10 @@ def from_numpy(arr: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr)).to(like.device)
 
 
+# pixels per block of the run search in _run_components
+_RUN_BLOCK = 1 << 18
+
+
 def _run_components(
     masks: np.ndarray, connectivity: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -304,15 +308,24 @@ def _run_components(
     _, h, w = masks.shape
     flat = np.ascontiguousarray(masks).reshape(-1)
     # for bools, a > b is a & ~b: one contiguous pass each for run starts and ends,
-    # then the first and last column of every row are set apart
-    first = np.empty_like(flat)
-    np.greater(flat[1:], flat[:-1], out=first[1:])
-    first[::w] = flat[::w]
-    last = np.empty_like(flat)
-    np.greater(flat[:-1], flat[1:], out=last[:-1])
-    last[w - 1 :: w] = flat[w - 1 :: w]
-    starts = np.flatnonzero(first)
-    ends = np.flatnonzero(last)
+    # then the first and last column of every row are set apart; blocks of whole
+    # rows reuse two cache-sized buffers (fresh stack-sized arrays cost page faults)
+    block = max(1, _RUN_BLOCK // w) * w
+    first = np.empty(min(block, flat.size), dtype=bool)
+    last = np.empty_like(first)
+    found_starts, found_ends = [], []
+    for a in range(0, flat.size, block):
+        seg = flat[a : a + block]
+        f = first[: seg.size]
+        g = last[: seg.size]
+        np.greater(seg[1:], seg[:-1], out=f[1:])
+        f[::w] = seg[::w]
+        np.greater(seg[:-1], seg[1:], out=g[:-1])
+        g[w - 1 :: w] = seg[w - 1 :: w]
+        found_starts.append(np.flatnonzero(f) + a)
+        found_ends.append(np.flatnonzero(g) + a)
+    starts = np.concatenate(found_starts)
+    ends = np.concatenate(found_ends)
     n = starts.size
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
@@ -349,9 +362,17 @@ def _run_pixels(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(int(lengths.sum())) + np.repeat(starts - offsets, lengths)
 
 
-def small_objects_numpy(masks: np.ndarray, min_size: int, connectivity: int) -> np.ndarray:
-    """NumPy/SciPy core of :func:`remove_small_objects` on a ``(B, H, W)`` bool stack."""
-    out = masks.copy()
+def small_objects_numpy(
+    masks: np.ndarray, min_size: int, connectivity: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """NumPy/SciPy core of :func:`remove_small_objects` on a ``(B, H, W)`` bool stack.
+
+    Writes into ``out`` (which may be ``masks`` itself) or a copy of ``masks``.
+    """
+    if out is None:
+        out = masks.copy()
+    elif out is not masks:
+        np.copyto(out, masks)
     starts, lengths, component = _run_components(masks, connectivity)
     if starts.size == 0:
         return out

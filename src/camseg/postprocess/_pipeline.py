@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 
 from camseg._checks import (
@@ -22,7 +23,7 @@ from camseg.postprocess._morphology import (
     small_objects_numpy,
     to_numpy,
 )
-from camseg.postprocess._thresholds import _otsu_from_range
+from camseg.postprocess._thresholds import _fast_otsu_ok, _otsu_fast, _otsu_from_range
 
 __all__ = ["cams_to_masks"]
 
@@ -37,6 +38,34 @@ def _compare(maps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         arr = maps.detach().numpy() >= t.detach().numpy()[:, None, None]
         return torch.from_numpy(arr)
     return maps >= t[:, None, None]
+
+
+def _otsu_masks_cpu(
+    maps: torch.Tensor,
+    rng: torch.Tensor,
+    keep: torch.Tensor | None,
+    tissue: torch.Tensor | None,
+    min_size: int,
+) -> torch.Tensor:
+    """Steps 1-4 for float32 CPU maps with Otsu thresholds, on the kept images only.
+
+    Each chunk of kept maps is gathered once: its histogram, thresholds and
+    comparison run while it is in cache (:func:`_otsu_fast`), and the masks
+    land in their rows of an all-False batch (gated images stay empty); tissue
+    and small-object removal then work in place.
+    """
+    b, h, w = maps.shape
+    rows = torch.arange(b) if keep is None else torch.nonzero(keep).squeeze(1)
+    out = np.zeros((b, h, w), dtype=bool)
+    if rows.numel():
+        r = rng.index_select(0, rows)
+        _otsu_fast(maps.reshape(b, -1), r[:, 0], r[:, 1], rows, 256, out.reshape(b, -1))
+        if tissue is not None:
+            out &= to_numpy(tissue)
+        if min_size > 1:
+            # gated images are all False: they hold no runs and cost one cheap pass
+            small_objects_numpy(out, min_size, 1, out=out)
+    return torch.from_numpy(out)
 
 
 def _thresholds(
@@ -159,6 +188,14 @@ def cams_to_masks(
 
     # gating by an infinite threshold: no pass over the gated maps
     keep = None if p is None else p.to(maps.device) >= min_prob
+    if (
+        isinstance(threshold, str)
+        and threshold == "otsu"
+        and maps.dtype == torch.float32
+        and _fast_otsu_ok(maps, 256)
+    ):
+        masks = _otsu_masks_cpu(maps, rng, keep, tis, min_size)
+        return _fill_holes(masks) if fill_holes else masks
     t = _thresholds(maps, rng, threshold, keep)
     masks = _compare(maps, t)
     if tis is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 
 from camseg._checks import (
@@ -28,31 +29,64 @@ from camseg.postprocess._common import check_maps
 __all__ = ["best_threshold", "threshold_fixed", "threshold_otsu", "threshold_percentile"]
 
 
-# pixels per chunk on the CPU: a chunk's working buffers stay in the CPU caches
+# pixels per chunk of the exact torch histogram (other devices' fallback on the CPU):
+# a chunk's working buffers stay in the CPU caches
 _CPU_CHUNK_PIXELS = 1 << 19
+# the fast CPU histogram: positions are fixed point with 2**_SUB_BITS steps per bin;
+# pixels within 2**(_NEAR_BITS - 1) steps of a bin edge are re-binned exactly;
+# positions are int32 (so nbins + 1 < _FAST_BINS); a chunk holds about _FAST_PIXELS pixels
+_SUB_BITS = 16
+_NEAR_BITS = 8
+_FAST_BINS = 1 << 15
+_FAST_PIXELS = 1 << 17
 
 
-def _otsu_chunk(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, nbins: int) -> torch.Tensor:
-    """Otsu thresholds of the rows of ``x`` ``(C, N)`` with per-row minima/maxima ``lo, hi``.
+def _edges(lo: torch.Tensor, hi: torch.Tensor, nbins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bin edges ``(C, nbins + 1)`` as ``numpy.linspace`` computes them, and the spans ``(C,)``.
 
-    Mirrors ``skimage.filters.threshold_otsu`` for float images step by step:
-    ``numpy.histogram`` with ``nbins`` equal bins over ``[min, max]`` (first
-    guess ``((x - lo) / span) * nbins`` truncated, then corrected against the
-    bin edges ``i * (span / nbins) + lo`` exactly as ``numpy.linspace`` rounds
-    them, the last bin closed), bin centres as candidates, the first maximum of
-    the between-class variance. The variance is evaluated in float64
-    (scikit-image uses float32 for float32 images), so where two candidates tie
-    to within float32 rounding the pick may differ by a bin. Constant rows
-    return their value. The edge comparisons write float 0/1 (not bool), which
-    is several times faster on the CPU.
+    ``numpy.histogram`` calls ``linspace(min, max, nbins + 1)`` in the dtype of
+    the data: ``arange * step + min`` with ``step = (max - min) / nbins``, the
+    last edge set to ``max``, all in the dtype of the data. Constant rows get
+    a unit span (their threshold is their value, set by the caller).
     """
-    c = x.shape[0]
-    work = x.dtype
     constant = lo == hi
     span = torch.where(constant, torch.ones_like(hi), hi - lo)
     step = (span / nbins)[:, None]
-    lo_ = lo[:, None]
-    # first guess, as numpy.histogram computes it (values >= 0, so floor = truncation)
+    edges = torch.arange(nbins + 1, device=lo.device, dtype=lo.dtype)[None, :] * step + lo[:, None]
+    edges[:, -1] = torch.where(constant, lo + span, hi)
+    return edges, span
+
+
+def _otsu_from_counts(counts: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Otsu thresholds of rows of histogram ``counts`` ``(C, nbins)`` over ``edges``.
+
+    Bin centres are the candidates, the between-class variance is evaluated in
+    float64 and its first maximum wins, as ``skimage.filters.threshold_otsu``.
+    """
+    counts = counts.to(torch.float64)
+    centres = (edges[:, :-1] + edges[:, 1:]) / 2.0
+    weight1 = counts.cumsum(1)
+    weight2 = counts.flip(1).cumsum(1).flip(1)
+    moment = counts * centres.to(torch.float64)
+    mean1 = moment.cumsum(1) / weight1
+    mean2 = moment.flip(1).cumsum(1).flip(1) / weight2
+    variance = weight1[:, :-1] * weight2[:, 1:] * (mean1[:, :-1] - mean2[:, 1:]) ** 2
+    best = torch.argmax(variance, dim=1, keepdim=True)
+    return torch.gather(centres, 1, best).squeeze(1)
+
+
+def _counts_exact(
+    x: torch.Tensor, edges: torch.Tensor, span: torch.Tensor, nbins: int
+) -> torch.Tensor:
+    """``numpy.histogram`` counts ``(C, nbins)`` of the rows of ``x`` ``(C, N)``, step by step.
+
+    First guess ``((x - lo) / span) * nbins`` truncated, then corrected by one
+    bin against the edges, as numpy does (the last bin closed). The edge
+    comparisons write float 0/1 (not bool), which is faster on the CPU.
+    """
+    c = x.shape[0]
+    lo_ = edges[:, :1]
+    step = (span / nbins)[:, None]
     idx = torch.sub(x, lo_)
     idx.div_(span[:, None]).mul_(nbins).floor_().clamp_max_(nbins - 1)
     buf = torch.empty_like(x)
@@ -66,23 +100,187 @@ def _otsu_chunk(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, nbins: int)
     itype = torch.int32 if c * nbins < 2**31 else torch.int64
     flat_idx = idx.to(itype)
     flat_idx.add_(torch.arange(c, device=x.device, dtype=itype)[:, None] * nbins)
-    counts = (
-        torch.bincount(flat_idx.reshape(-1), minlength=c * nbins)
-        .reshape(c, nbins)
-        .to(torch.float64)
+    return torch.bincount(flat_idx.reshape(-1), minlength=c * nbins).reshape(c, nbins)
+
+
+def _exact_bins(
+    v: np.ndarray, row: np.ndarray, edges: np.ndarray, lo: np.ndarray, span: np.ndarray, nbins: int
+) -> np.ndarray:
+    """``numpy.histogram``'s bin of each value ``v`` of row ``row`` (a few values, NumPy)."""
+    first = lo[row]
+    guess = ((v - first) / span[row]) * np.float32(nbins)
+    g = guess.astype(np.intp)
+    g[g == nbins] -= 1
+    g -= v < edges[row, g]
+    g += (v >= edges[row, g + 1]) & (g != nbins - 1)
+    return g
+
+
+def _fast_params(
+    edges: np.ndarray, span: np.ndarray, nbins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row ``scale``, ``bias`` (float32) and ``ok`` of :func:`_counts_fast`.
+
+    ``ok`` says whether the float32 rounding of the positions fits the window
+    of re-binned pixels: 1.5 ulp of the largest magnitude in
+    ``x * scale + bias`` plus numpy's edge error (an ulp of the largest
+    value), in steps, must stay below a quarter of the window.
+    """
+    lo = edges[:, 0].astype(np.float64)
+    big = np.maximum(np.abs(lo), np.abs(edges[:, -1].astype(np.float64)))
+    one = float(1 << _SUB_BITS)
+    half_window = float(1 << (_NEAR_BITS - 1))
+    width = nbins + 1
+    scale = nbins * one / span.astype(np.float64)
+    bias = half_window - lo * scale
+    magnitude = np.maximum(big * scale, width * one).astype(np.float32)
+    err = (
+        1.5 * np.spacing(magnitude).astype(np.float64)
+        + np.spacing(big.astype(np.float32)).astype(np.float64) * scale
     )
-    edges = torch.arange(nbins + 1, device=x.device, dtype=work)[None, :] * step + lo_
-    edges[:, -1] = lo + span
+    return scale.astype(np.float32), bias.astype(np.float32), err < half_window / 4
+
+
+def _counts_fast(
+    x: np.ndarray,
+    scale: np.ndarray,
+    bias: np.ndarray,
+    edges: np.ndarray,
+    span: np.ndarray,
+    nbins: int,
+    bufs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """``numpy.histogram`` counts ``(C, nbins)`` of the float32 rows ``x`` ``(C, N)``.
+
+    One fixed-point position per pixel, ``q = floor(x * scale + bias)`` with
+    ``2**16`` steps per bin (:func:`_fast_params`), so ``q >> 16`` is the bin;
+    with the row's offset added, one histogram holds the chunk: a few cheap
+    passes and one :func:`numpy.bincount` instead of numpy's ~15 passes
+    through :func:`numpy.histogram` per image. Positions carry a
+    rounding error of a few steps, and numpy's own float32 edges deviate from
+    the ideal ones by an ulp: only pixels whose position lies within
+    ``2**7`` steps (0.2 % of a bin) of an edge can land in another bin, and
+    those (found with two more passes, a few per thousand pixels) are
+    re-binned exactly as numpy does and the counts fixed.
+    """
+    c, n = x.shape
+    width = nbins + 1
+    f, p, near, q = (b[: c * n].reshape(c, n) for b in bufs)
+    np.multiply(x, scale[:, None], out=f)
+    np.add(f, bias[:, None], out=f)
+    np.copyto(p, f, casting="unsafe")  # truncation; positions are positive
+    # near an edge: the low 16 bits (the position inside the bin) below 2**8
+    low = f.view(np.int32)
+    np.bitwise_and(p, (1 << _SUB_BITS) - (1 << _NEAR_BITS), out=low)
+    np.logical_not(low, out=near)
+    # the row's offset in the chunk's histogram, then the bin as intp for bincount
+    offsets = np.arange(0, c * width, width, dtype=np.int32) << _SUB_BITS
+    np.add(p, offsets[:, None], out=p)
+    np.right_shift(p, _SUB_BITS, out=q)
+    # NumPy's bincount: torch's runs in OpenMP threads that stall on a busy machine
+    counts = np.bincount(q.reshape(-1), minlength=c * width)
+    pos = np.flatnonzero(near)
+    if pos.size:
+        row = pos // n
+        guess = q.reshape(-1)[pos]
+        exact = _exact_bins(x.reshape(-1)[pos], row, edges, edges[:, 0], span, nbins)
+        np.subtract.at(counts, guess, 1)
+        np.add.at(counts, exact + row * width, 1)
+    return counts.reshape(c, width)[:, :nbins]
+
+
+def _otsu_from_counts_numpy(counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """:func:`_otsu_from_counts` in NumPy, for the CPU (the same operations, in order).
+
+    The upper class weights are ``total - lower``, exact on integer counts.
+    """
+    c = counts.astype(np.float64)
     centres = (edges[:, :-1] + edges[:, 1:]) / 2.0
-    weight1 = counts.cumsum(1)
-    weight2 = counts.flip(1).cumsum(1).flip(1)
-    moment = counts * centres.to(torch.float64)
-    mean1 = moment.cumsum(1) / weight1
-    mean2 = moment.flip(1).cumsum(1).flip(1) / weight2
-    variance = weight1[:, :-1] * weight2[:, 1:] * (mean1[:, :-1] - mean2[:, 1:]) ** 2
-    best = torch.argmax(variance, dim=1, keepdim=True)
-    thr = torch.gather(centres, 1, best).squeeze(1)
-    return torch.where(constant, lo, thr)
+    weight1 = np.cumsum(c, axis=1)[:, :-1]
+    weight2 = np.sum(c, axis=1, keepdims=True) - weight1
+    moment = c * centres
+    # a constant row (replaced by the caller) divides 0 by 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean1 = np.cumsum(moment[:, :-1], axis=1) / weight1
+        mean2 = np.cumsum(moment[:, :0:-1], axis=1)[:, ::-1] / weight2
+        variance = weight1 * weight2 * (mean1 - mean2) ** 2
+    best = np.argmax(variance, axis=1)
+    return centres[np.arange(c.shape[0]), best]
+
+
+def _fast_otsu_ok(flat: torch.Tensor, nbins: int) -> bool:
+    """Whether the fast NumPy histogram (:func:`_counts_fast`) handles these maps."""
+    return (
+        flat.device.type == "cpu"
+        and flat.dtype in (torch.float16, torch.float32)
+        and nbins + 1 < _FAST_BINS
+    )
+
+
+def _otsu_fast(
+    flat: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    rows: torch.Tensor,
+    nbins: int,
+    masks: np.ndarray | None = None,
+) -> torch.Tensor:
+    """Otsu thresholds (float32) of rows ``rows`` of CPU float16/32 maps ``flat`` ``(B, N)``.
+
+    Chunks of rows are gathered once, binned by :func:`_counts_fast` (or the
+    step-by-step histogram where it declines), and thresholded at once. With
+    ``masks`` (a bool array ``(B, N)``) the chunk, still in cache, is also
+    compared with its thresholds: ``masks[rows] = x >= t``, all False for
+    constant rows; other rows of ``masks`` are left alone.
+    """
+    n_rows = rows.numel()
+    npix = max(1, flat.shape[1])
+    lo_np = lo.detach().numpy()
+    hi_np = hi.detach().numpy()
+    constant = lo_np == hi_np
+    # the edges of _edges, in NumPy (same float32 operations)
+    span_np = np.where(constant, np.float32(1.0), hi_np - lo_np)
+    step = span_np / np.float32(nbins)
+    edges_np = np.arange(nbins + 1, dtype=np.float32)[None, :] * step[:, None] + lo_np[:, None]
+    edges_np[:, -1] = np.where(constant, lo_np + span_np, hi_np)
+    # rows x (nbins + 1) bins of a chunk, in fixed point, must fit in int32
+    per = max(1, min(_FAST_PIXELS // npix, (2**31 - 1) // ((nbins + 1) << _SUB_BITS)))
+    size = min(per, n_rows) * npix
+    bufs = (
+        np.empty(size, dtype=np.float32),
+        np.empty(size, dtype=np.int32),
+        np.empty(size, dtype=bool),
+        np.empty(size, dtype=np.intp),
+    )
+    flat_np = flat.detach().numpy()
+    rows_np = rows.numpy()
+    scale, bias, ok = _fast_params(edges_np, span_np, nbins)
+    xbuf = np.empty((min(per, n_rows), npix), dtype=flat_np.dtype)
+    cmp = np.empty(xbuf.shape, dtype=bool)
+    out = np.empty(n_rows, dtype=np.float32)
+    for start in range(0, n_rows, per):
+        stop = min(start + per, n_rows)
+        sl = slice(start, stop)
+        # gathered into a reused buffer: fresh large arrays cost page faults
+        x = np.take(flat_np, rows_np[sl], axis=0, out=xbuf[: stop - start])
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        if ok[sl].all():
+            counts = _counts_fast(x, scale[sl], bias[sl], edges_np[sl], span_np[sl], nbins, bufs)
+        else:
+            counts = _counts_exact(
+                torch.from_numpy(x),
+                torch.from_numpy(edges_np[sl]),
+                torch.from_numpy(span_np[sl]),
+                nbins,
+            ).numpy()
+        t = _otsu_from_counts_numpy(counts, edges_np[start:stop])
+        const = constant[start:stop]
+        out[start:stop] = np.where(const, lo_np[start:stop], t)
+        if masks is not None:
+            got = np.greater_equal(x, np.where(const, np.inf, t)[:, None], out=cmp[: stop - start])
+            masks[rows_np[sl]] = got
+    return torch.from_numpy(out)
 
 
 def _otsu_from_range(
@@ -90,23 +288,29 @@ def _otsu_from_range(
 ) -> torch.Tensor:
     """Otsu thresholds of the rows ``rows`` (all if None) of ``flat`` ``(B, N)``.
 
-    ``rng`` holds the per-row ``(min, max)``. On the CPU the rows are processed
-    in chunks of about half a million pixels, so that every intermediate buffer
-    stays in cache; on other devices in one go. Returns float32 (float64 for
-    float64 input) thresholds, one per selected row.
+    ``rng`` holds the per-row ``(min, max)``. float16/32 maps on the CPU take
+    the fast fixed-point histogram (:func:`_otsu_fast`); other dtypes and
+    devices the step-by-step one, on the CPU in chunks of about half a million
+    pixels so that every intermediate buffer stays in cache. Returns float32
+    (float64 for float64 input) thresholds, one per selected row.
     """
     work = torch.float64 if flat.dtype == torch.float64 else torch.float32
     if rows is None:
         rows = torch.arange(flat.shape[0], device=flat.device)
-    n = rows.numel()
-    per = n if flat.device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // max(1, flat.shape[1]))
-    out = torch.empty(n, dtype=work, device=flat.device)
-    for start in range(0, n, max(1, per)):
-        sel = rows[start : start + per]
-        x = flat.index_select(0, sel).to(work)
-        r = rng.index_select(0, sel).to(work)
-        out[start : start + per] = _otsu_chunk(x, r[:, 0], r[:, 1], nbins)
-    return out
+    r = rng.index_select(0, rows).to(work)
+    lo, hi = r[:, 0], r[:, 1]
+    if _fast_otsu_ok(flat, nbins):
+        return _otsu_fast(flat, lo, hi, rows, nbins)
+    n_rows = rows.numel()
+    edges, span = _edges(lo, hi, nbins)
+    per = n_rows if flat.device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // flat.shape[1])
+    counts = torch.empty(n_rows, nbins, dtype=torch.int64, device=flat.device)
+    for start in range(0, n_rows, per):
+        sl = slice(start, start + per)
+        x = flat.index_select(0, rows[sl]).to(work)
+        counts[sl] = _counts_exact(x, edges[sl], span[sl], nbins)
+    thr = _otsu_from_counts(counts, edges)
+    return torch.where(lo == hi, lo, thr)
 
 
 def threshold_otsu(maps: torch.Tensor, *, nbins: int = 256) -> torch.Tensor:
