@@ -1,0 +1,349 @@
+"""The ``camseg-pcam`` command line.
+
+Sub-commands::
+
+    camseg-pcam make-synthetic OUT --n 2048 512 512      # PCam-format synthetic files
+    camseg-pcam train --data DIR --out RUN [--config run.toml] [--cam suppression=1 ...]
+    camseg-pcam evaluate --run RUN --data DIR --out RUN/eval
+    camseg-pcam predict IMAGE... --run RUN --out RUN/predict
+    camseg-pcam demo --out runs/demo                      # all of it, synthetic, CPU
+
+``train`` takes every :class:`~camseg_pcam.train.TrainConfig` field as a flag
+(``--batch-size``, ``--amp``, ``--no-augment`` ...); settings come from the
+defaults, then the TOML file of ``--config``, then the flags. Launch it with
+``torchrun --nproc-per-node K`` for data-parallel training (same flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from camseg_pcam.train import TrainConfig, load_config
+
+__all__ = ["DEMO_CAM", "demo", "main", "parse_cam"]
+
+#: The CAM-regularisation terms of ``camseg-pcam demo``: total variation of the
+#: tumour-probability maps, the mix chosen on a validation split in
+#: ``benchmarks/wsss_synthetic.py`` (region terms did not improve the masks there).
+DEMO_CAM: dict[str, float] = {"smoothness": 1.0}
+
+
+def parse_cam(items: Sequence[str]) -> dict[str, float]:
+    """Parse ``NAME=WEIGHT`` items of ``--cam``.
+
+    Args:
+        items: e.g. ``["suppression=1", "size=0.1"]``.
+
+    Returns:
+        ``{name: weight}``.
+
+    Raises:
+        ValueError: for an item without ``=`` or with a non-numeric weight.
+
+    Example:
+        >>> parse_cam(["suppression=1", "size=0.1"])
+        {'suppression': 1.0, 'size': 0.1}
+    """
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(
+                f"Expected `--cam` items as NAME=WEIGHT (e.g. suppression=1.0), but got {item!r}."
+            ) from None
+    return out
+
+
+def _field_help() -> dict[str, str]:
+    doc = TrainConfig.__doc__ or ""
+    helps: dict[str, str] = {}
+    current = None
+    for line in doc.splitlines():
+        m = re.match(r"^ {8}(\w+): (.*)$", line)
+        if m:
+            current = m.group(1)
+            helps[current] = m.group(2)
+        elif current and line.startswith(" " * 12):
+            helps[current] += " " + line.strip()
+    return helps
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    helps = _field_help()
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        h = helps.get(f.name, "")
+        if f.name == "cam":
+            p.add_argument(
+                "--cam", nargs="+", metavar="NAME=WEIGHT", default=argparse.SUPPRESS, help=h
+            )
+        elif f.type in ("bool", "bool | None"):
+            p.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=h
+            )
+        else:
+            kind: Any = {"int": int, "float": float}.get(str(f.type), str)
+            p.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=h)
+    p.add_argument("--config", help="a TOML file with TrainConfig fields and a [cam] table")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="camseg-pcam",
+        description="PatchCamelyon with camseg: train, regularise CAMs, evaluate, report.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-synthetic", help="write synthetic patches in the PCam file format")
+    p.add_argument("out", help="output folder")
+    p.add_argument(
+        "--n",
+        type=int,
+        nargs="+",
+        default=[2048, 512, 512],
+        help="patches per split: one number or TRAIN VALID TEST",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--chunk-rows", type=int, default=32, help="HDF5 chunk length along N (0: contiguous)"
+    )
+    p.add_argument("--gzip", action="store_true", help="write .h5.gz like the official download")
+    p.add_argument(
+        "--kaggle",
+        action="store_true",
+        help="write the Kaggle layout (train_labels.csv + train/*.tif) instead",
+    )
+
+    _add_train_flags(sub.add_parser("train", help="train a classifier"))
+
+    p = sub.add_parser("evaluate", help="evaluate a run and write the report")
+    p.add_argument("--run", required=True, help="the run folder")
+    p.add_argument("--data", required=True, help="the PCam data folder")
+    p.add_argument("--out", help="report folder (default RUN/eval)")
+    p.add_argument("--checkpoint", default="best.pt")
+    p.add_argument("--split", default="test", choices=["test", "valid"])
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--faithfulness", type=int, default=32, help="positives for faithfulness")
+    p.add_argument("--no-figures", action="store_true")
+
+    p = sub.add_parser("predict", help="probability and CAM overlay per image")
+    p.add_argument("images", nargs="+", help="PNG/JPEG/TIFF files")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", help="output folder (default RUN/predict)")
+    p.add_argument("--checkpoint", default="best.pt")
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("demo", help="synthetic data, baseline vs. CAM-regularised, CPU")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument(
+        "--n", type=int, nargs=3, default=[2048, 512, 512], metavar=("TRAIN", "VAL", "TEST")
+    )
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--width", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    return parser
+
+
+def _train_config(ns: argparse.Namespace) -> TrainConfig:
+    settings: dict[str, Any] = {}
+    if ns.config:
+        settings.update(load_config(ns.config))
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, value in vars(ns).items():
+        if key in names:
+            settings[key] = parse_cam(value) if key == "cam" else value
+    return TrainConfig(**settings)
+
+
+def demo(
+    out: str | os.PathLike[str],
+    *,
+    n: Sequence[int] = (2048, 512, 512),
+    epochs: int = 6,
+    width: int = 8,
+    seed: int = 0,
+    device: str = "cpu",
+    cam: dict[str, float] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Synthetic data, a baseline and a CAM-regularised run, both evaluated.
+
+    Writes ``OUT/data`` (PCam-format files, reused when present),
+    ``OUT/baseline`` and ``OUT/cam_regularised`` (runs with ``eval/`` reports)
+    and ``OUT/summary.md`` / ``OUT/summary.json``, and prints the comparison.
+
+    Args:
+        out: the output folder.
+        n: patches per split (train, valid, test).
+        epochs: epochs per run.
+        width: the small CNN's width.
+        seed: the seed of data and training.
+        device: where to train.
+        cam: the CAM terms of the regularised run (default :data:`DEMO_CAM`).
+        progress: show progress bars.
+
+    Returns:
+        ``{run_name: metrics}``.
+    """
+    from camseg_pcam.data import PCamFormatError, find_pcam_files
+    from camseg_pcam.evaluate import evaluate
+    from camseg_pcam.synthetic_io import write_pcam
+    from camseg_pcam.train import train
+
+    base = Path(out)
+    data = base / "data"
+    t0 = time.perf_counter()
+    try:
+        find_pcam_files(data, "test")
+        print(f"[demo] reusing synthetic data in {data}", flush=True)
+    except PCamFormatError:
+        print(f"[demo] writing {sum(n)} synthetic PCam patches to {data}", flush=True)
+        write_pcam(data, n=tuple(n), seed=seed)
+    results: dict[str, Any] = {}
+    runs = {"baseline": {}, "cam_regularised": dict(DEMO_CAM if cam is None else cam)}
+    for name, terms in runs.items():
+        print(f"[demo] training {name} (cam terms: {terms or 'none'})", flush=True)
+        cfg = TrainConfig(
+            data=str(data),
+            out=str(base / name),
+            model="small",
+            width=width,
+            epochs=epochs,
+            batch_size=64,
+            lr=3e-3,
+            warmup_epochs=0.5,
+            patience=0,
+            seed=seed,
+            device=device,
+            cam=terms,
+            cam_warmup_epochs=1.0 if terms else 0.0,
+            progress=progress,
+        )
+        train(cfg)
+        results[name] = evaluate(base / name, data, base / name / "eval", device=device)
+    elapsed = time.perf_counter() - t0
+    table = _summary_table(results)
+    print("\n" + table, flush=True)
+    print(f"[demo] done in {elapsed:.0f} s; reports in {base}/*/eval/report.md", flush=True)
+    _write(base / "summary.md", f"# camseg-pcam demo\n\n{table}\nTotal time: {elapsed:.0f} s\n")
+    _write(base / "summary.json", json.dumps({"elapsed_s": elapsed, **results}, indent=2))
+    return results
+
+
+def _summary_table(results: dict[str, Any]) -> str:
+    rows = [
+        "| run | test AUC | accuracy | NLL | mask IoU (CAM+Otsu) | mask Dice | IoU (prob map) "
+        "| IoU (prob map+Otsu) | centre energy (pos) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        c, s, loc = r["classification"], r["segmentation"], r["localisation"]
+        co = s.get("cam_otsu", {})
+        pm = s.get("prob_map", {})
+        po = s.get("prob_otsu", {})
+        rows.append(
+            f"| {name} | {c['auc']:.4f} | {c['accuracy']:.4f} | {c['nll']:.4f} | "
+            f"{co.get('iou', float('nan')):.4f} | {co.get('dice', float('nan')):.4f} | "
+            f"{pm.get('iou', float('nan')):.4f} | {po.get('iou', float('nan')):.4f} | "
+            f"{loc['label_region_energy_positives']:.4f} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status.
+
+    Example:
+        >>> import tempfile
+        >>> main(["make-synthetic", tempfile.mkdtemp(), "--n", "4", "2", "2"])
+        wrote synthetic PCam files to ...
+        0
+    """
+    ns = _build_parser().parse_args(argv)
+    if ns.command == "make-synthetic":
+        if ns.kaggle:
+            from camseg_pcam.synthetic_io import write_kaggle
+
+            write_kaggle(ns.out, n=ns.n[0], seed=ns.seed)
+        else:
+            from camseg_pcam.synthetic_io import write_pcam
+
+            counts = ns.n[0] if len(ns.n) == 1 else tuple(ns.n)
+            write_pcam(
+                ns.out,
+                n=counts,
+                seed=ns.seed,
+                chunk_rows=ns.chunk_rows or None,
+                gzip_wrap=ns.gzip,
+            )
+        print(f"wrote synthetic PCam files to {ns.out}")
+    elif ns.command == "train":
+        from camseg_pcam.train import train
+
+        summary = train(_train_config(ns), resume=ns.resume)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(
+                f"best val AUC {summary['best_val_auc']:.4f} at epoch {summary['best_epoch']}; "
+                f"checkpoints in {summary['out']}"
+            )
+    elif ns.command == "evaluate":
+        from camseg_pcam.evaluate import evaluate
+
+        out = ns.out or str(Path(ns.run) / "eval")
+        r = evaluate(
+            ns.run,
+            ns.data,
+            out,
+            checkpoint=ns.checkpoint,
+            split=ns.split,
+            batch_size=ns.batch_size,
+            device=ns.device,
+            n_faithfulness=ns.faithfulness,
+            figures=not ns.no_figures,
+        )
+        c = r["classification"]
+        print(
+            f"{ns.split}: AUC {c['auc']:.4f}  accuracy {c['accuracy']:.4f}  NLL {c['nll']:.4f}; "
+            f"report in {out}/report.md"
+        )
+    elif ns.command == "predict":
+        from camseg_pcam.predict import predict
+
+        out = ns.out or str(Path(ns.run) / "predict")
+        for row in predict(ns.images, ns.run, out, checkpoint=ns.checkpoint, device=ns.device):
+            print(f"{row['probability']:.4f}  {row['path']}")
+    elif ns.command == "demo":
+        demo(ns.out, n=ns.n, epochs=ns.epochs, width=ns.width, seed=ns.seed, device=ns.device)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""CAM-friendly classifiers: a feature extractor, global average pooling, one linear layer.
+
+:class:`GAPClassifier` splits every model into ``features`` (the CAM layer) and
+``fc`` (the linear head), so the class-activation map is the closed form
+:func:`camseg.functional.linear_cam` of the features and the head's weight, and
+the training loop gets logits and maps from one forward pass. The torchvision
+backbones are built with ``weights=None``; ``weights=PATH`` loads a local state
+dict (e.g. ImageNet weights downloaded beforehand), never from the network.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, cast
+
+import torch
+from torch import nn
+
+from camseg._checks import check_one_of, check_positive_int
+
+__all__ = ["MODELS", "GAPClassifier", "ModelName", "SmallCNN", "build_model"]
+
+ModelName = Literal["small", "resnet18", "resnet50", "densenet121", "efficientnet_b0", "vgg16_bn"]
+MODELS: tuple[str, ...] = (
+    "small",
+    "resnet18",
+    "resnet50",
+    "densenet121",
+    "efficientnet_b0",
+    "vgg16_bn",
+)
+
+#: ImageNet channel statistics; the models normalise their uint8-scaled input with them.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+class GAPClassifier(nn.Module):
+    """Features, global average pooling and a linear head; input normalisation inside.
+
+    Args:
+        features: a module mapping ``(B, 3, H, W)`` to ``(B, C, h, w)``.
+        channels: ``C``, the number of feature channels.
+        num_classes: the number of logits.
+        dropout: dropout before the head.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = GAPClassifier(nn.Conv2d(3, 4, 3, padding=1), 4)
+        >>> logits, feats = m.forward_features(torch.rand(2, 3, 8, 8))
+        >>> logits.shape, feats.shape
+        (torch.Size([2, 2]), torch.Size([2, 4, 8, 8]))
+    """
+
+    def __init__(
+        self, features: nn.Module, channels: int, num_classes: int = 2, *, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        self.features = features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the CAM layer's activations from one forward pass.
+
+        Args:
+            x: images ``(B, 3, H, W)`` in [0, 1].
+
+        Returns:
+            ``(logits (B, num_classes), features (B, C, h, w))``.
+        """
+        mean, std = cast(torch.Tensor, self.mean), cast(torch.Tensor, self.std)
+        feats = self.features((x - mean) / std)
+        logits = self.fc(self.dropout(torch.flatten(self.pool(feats), 1)))
+        return logits, feats
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, num_classes)`` of images ``(B, 3, H, W)`` in [0, 1].
+
+        With ``return_features=True``: ``(logits, features)`` as
+        :meth:`forward_features` (this form goes through DDP and
+        :func:`torch.compile` wrappers, which only wrap ``forward``).
+        """
+        logits, feats = self.forward_features(x)
+        return (logits, feats) if return_features else logits
+
+
+def _block(c_in: int, c_out: int, norm: str) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
+    layers.append(nn.BatchNorm2d(c_out) if norm == "batch" else nn.GroupNorm(4, c_out))
+    layers.append(nn.ReLU(inplace=True))
+    return layers
+
+
+class SmallCNN(nn.Sequential):
+    """A four-stage CNN for CPU runs: 96×96 input gives 12×12 feature maps.
+
+    Args:
+        width: channels of the first stage (doubled per stage).
+        norm: ``"batch"`` (default) or ``"group"`` (GroupNorm: batch-size independent,
+            so DDP on CPU, which has no SyncBatchNorm, matches a single process).
+
+    Example:
+        >>> SmallCNN(width=8)(torch.rand(1, 3, 96, 96)).shape
+        torch.Size([1, 64, 12, 12])
+    """
+
+    def __init__(self, width: int = 16, *, norm: Literal["batch", "group"] = "batch") -> None:
+        check_positive_int(width, "width", minimum=4)
+        check_one_of(norm, "norm", ("batch", "group"))
+        w = width
+        super().__init__(
+            *_block(3, w, norm),
+            nn.MaxPool2d(2),
+            *_block(w, 2 * w, norm),
+            nn.MaxPool2d(2),
+            *_block(2 * w, 4 * w, norm),
+            nn.MaxPool2d(2),
+            *_block(4 * w, 8 * w, norm),
+            *_block(8 * w, 8 * w, norm),
+        )
+        self.out_channels = 8 * w
+
+
+def _strip_head(
+    state: dict[str, torch.Tensor], prefixes: tuple[str, ...]
+) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if not k.startswith(prefixes)}
+
+
+def build_model(
+    name: ModelName,
+    *,
+    num_classes: int = 2,
+    weights: str | os.PathLike[str] | None = None,
+    width: int = 16,
+    norm: Literal["batch", "group"] = "batch",
+    dropout: float = 0.0,
+) -> GAPClassifier:
+    """Build a GAP classifier from a torchvision backbone or the small CNN.
+
+    The torchvision models lose their own pooling and classifier; their last
+    convolutional stage becomes ``features`` (ResNet ``layer4``, DenseNet's
+    final norm + ReLU, EfficientNet's last conv, VGG's last conv block without
+    its max-pool, keeping a 6×6 map on 96×96 input).
+
+    Args:
+        name: one of :data:`MODELS`.
+        num_classes: the number of logits.
+        weights: a local state-dict file of the torchvision model (the head's
+            keys are ignored); ``None`` for random initialisation.
+        width: the small CNN's first-stage width.
+        norm: the small CNN's normalisation layer.
+        dropout: dropout before the head.
+
+    Returns:
+        The model.
+
+    Raises:
+        ValueError: if ``name`` is unknown, or ``weights`` is given for the
+            small CNN or does not fit the backbone.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = build_model("resnet18")
+        >>> m.forward_features(torch.rand(1, 3, 96, 96))[1].shape
+        torch.Size([1, 512, 3, 3])
+    """
+    check_one_of(name, "name", MODELS)
+    if name == "small":
+        if weights is not None:
+            raise ValueError(
+                "Expected `weights` to be None for the small CNN, which has no "
+                f"pretrained weights, but got {str(weights)!r}."
+            )
+        cnn = SmallCNN(width, norm=norm)
+        return GAPClassifier(cnn, cnn.out_channels, num_classes, dropout=dropout)
+    import torchvision.models as tvm
+
+    net = getattr(tvm, name)(weights=None)
+    if weights is not None:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        state = _strip_head(state, ("fc.", "classifier."))
+        try:
+            missing, unexpected = net.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shape mismatches
+            raise ValueError(
+                f"Expected `weights` {str(weights)!r} to hold a {name} state dict, but the "
+                f"shapes do not match: {str(err).splitlines()[1].strip()}"
+            ) from err
+        missing = [k for k in missing if not k.startswith(("fc.", "classifier."))]
+        if missing or unexpected:
+            raise ValueError(
+                f"Expected `weights` {str(weights)!r} to hold a {name} state dict, but "
+                f"{len(missing)} keys are missing (e.g. {missing[:3]}) and {len(unexpected)} "
+                f"are unexpected (e.g. {list(unexpected)[:3]})."
+            )
+    features: nn.Module
+    if name.startswith("resnet"):
+        features = nn.Sequential(
+            net.conv1,
+            net.bn1,
+            net.relu,
+            net.maxpool,
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        )
+        channels = net.fc.in_features
+    elif name == "densenet121":
+        features = nn.Sequential(net.features, nn.ReLU(inplace=False))
+        channels = net.classifier.in_features
+    elif name == "efficientnet_b0":
+        features = net.features
+        channels = net.classifier[-1].in_features
+    else:  # vgg16_bn: drop the last max-pool so 96x96 input keeps a 6x6 map
+        features = nn.Sequential(*list(net.features.children())[:-1])
+        channels = 512
+    return GAPClassifier(features, channels, num_classes, dropout=dropout)
