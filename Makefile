@@ -11,7 +11,7 @@ DEMO_OUT ?= runs/demo
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml examples/pcam/pyproject.toml
+$(STAMP): pyproject.toml setup.py src/camseg/_cpu.c examples/pcam/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev,docs]" -e "examples/pcam[hdf5,report]"

@@ -6,10 +6,13 @@ Method
   cells per map), upsampled bilinearly and min-max normalised per map; tumour
   probabilities uniform in [0, 1] (about half the images are gated). Seeded.
 * camseg: ``cams_to_masks(maps, threshold="otsu", probs=probs, min_prob=0.5,
-  min_size=MIN_SIZE)``: Otsu histograms of the kept maps only, in cache-sized
-  chunks (fixed-point binning, exact re-binning of the pixels next to a bin
-  edge), each chunk compared with its thresholds while in cache, then one
-  run-based small-object removal for the whole stack (NumPy/SciPy).
+  min_size=MIN_SIZE)``: one call into camseg's C kernel (``camseg._cpu``) that
+  visits each map once: its range for the input checks (all maps), and for the
+  kept maps the histogram (numpy.histogram's bins), Otsu's threshold, the
+  comparison and the run-based small-object removal while the map is in
+  cache; slices of the batch run in ``torch.get_num_threads()`` threads. The
+  record says whether the extension was loaded; ``CAMSEG_NO_NATIVE=1`` times
+  the torch/NumPy fallback instead.
 * Reference: the equivalent per-image loop users write today: for every image
   with ``prob >= 0.5``, ``t = skimage.filters.threshold_otsu(m)``, then
   ``skimage.morphology.remove_small_objects(m >= t, max_size=MIN_SIZE - 1)``
@@ -48,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine, summary, time_interleaved, write_results
 
+from camseg import _native
 from camseg.postprocess import cams_to_masks
 
 MIN_SIZE = 32
@@ -120,7 +124,11 @@ def main() -> None:
     speedup = speedups[one]
 
     info = machine()
-    info.update(numpy=np.__version__, scikit_image=skimage.__version__)
+    info.update(
+        numpy=np.__version__,
+        scikit_image=skimage.__version__,
+        camseg_native_kernels=_native.available(),
+    )
     info["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     payload = {
         "benchmark": "cams_to_masks: Otsu + gate + remove_small_objects",
@@ -159,7 +167,8 @@ def main() -> None:
         "",
         f"Machine: {info['platform']}, {info['cpu_count']} CPUs, torch {info['torch']} "
         f"({default_threads} threads by default), NumPy {info['numpy']}, scikit-image "
-        f"{info['scikit_image']}, {info['date']}; 1-minute load average "
+        f"{info['scikit_image']}, {info['date']}; camseg C kernels loaded: "
+        f"{info['camseg_native_kernels']}; 1-minute load average "
         f"{info['load_average_1min_at_end']} on {info['cpu_count']} CPUs at the end of the run.",
         "",
         "The machine is shared: with torch's default (multi-threaded) kernels, OpenMP",

@@ -46,12 +46,18 @@ def test_wheel_holds_the_package_and_nothing_else(dists):
     names = zipfile.ZipFile(wheel).namelist()
     assert "camseg/__init__.py" in names and "camseg/py.typed" in names
     assert "camseg/functional/weights.py" in names
+    # the compiled kernels and their stub, not their source
+    assert any(n.startswith("camseg/_cpu.") and n.endswith((".so", ".pyd")) for n in names)
+    assert "camseg/_cpu.pyi" in names and "camseg/_cpu.c" not in names
     top = {n.split("/")[0] for n in names}
     assert top <= {"camseg", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     assert not any(n.startswith(("tests/", "examples/", "benchmarks/", "docs/")) for n in names)
     with tarfile.open(sdist) as tar:
         members = tar.getnames()
     assert any(m.endswith("src/camseg/__init__.py") for m in members)
+    # the sdist builds the extension: its source and setup.py travel with it
+    assert any(m.endswith("src/camseg/_cpu.c") for m in members)
+    assert any(m.endswith("/setup.py") for m in members)
     assert not any("/tests/" in m or "/benchmarks/" in m for m in members)
 
 
@@ -88,6 +94,10 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_gradcam(dists, tmp_path):
                               nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
         maps = camseg.GradCAM(model, "1")(torch.rand(2, 3, 16, 16), targets=1)
         assert maps.shape == (2, 16, 16) and float(maps.max()) == 1.0
+        from camseg import _native
+        assert _native.available() and "fresh" in _native._cpu.__file__
+        masks = camseg.postprocess.cams_to_masks(maps, min_size=2)
+        assert masks.dtype == torch.bool and masks.shape == (2, 16, 16)
         print("ok", camseg.__version__)
         """
     )

@@ -202,3 +202,28 @@ def check_binary_labels(value: Any, name: str) -> torch.Tensor:
         bad = value[(value != 0) & (value != 1)][:5].tolist()
         raise ValueError(f"Expected `{name}` to hold binary labels 0/1, but got values {bad}.")
     return value.bool()
+
+
+def to_unit_rgb(images: object, name: str = "images") -> torch.Tensor:
+    """Validate ``(B, 3, H, W)`` RGB images; return them as float in ``[0, 1]``.
+
+    uint8 images are scaled by 1/255 into float32; float images must already
+    lie in ``[0, 1]`` and keep their dtype.
+    """
+    x = check_tensor(images, name)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(
+            f"Expected `{name}` to be RGB images of shape (B, 3, H, W), "
+            f"but got shape {tuple(x.shape)}."
+        )
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32) / 255.0
+    if not x.is_floating_point():
+        raise TypeError(
+            f"Expected `{name}` to be float in [0, 1] or uint8 in [0, 255], but got {x.dtype}."
+        )
+    check_finite(x, name)
+    check_in_range(
+        x, name, 0.0, 1.0, hint="Hint: scale float images to [0, 1] or pass uint8 images."
+    )
+    return x

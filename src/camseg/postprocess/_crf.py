@@ -13,8 +13,8 @@ from camseg._checks import (
     check_positive_int,
     check_tensor,
     describe,
+    to_unit_rgb,
 )
-from camseg.postprocess._tissue import to_unit_rgb
 
 __all__ = ["crf_refine"]
 

@@ -11,11 +11,13 @@ Two kinds of operation, two implementations:
   dilation and as foreground for an erosion.
 * Connected components need a global, sequential algorithm, so they cross a
   clear CPU boundary and come back as a tensor on the masks' device.
-  :func:`remove_small_objects` works on horizontal runs of pixels: the runs of
-  all images are found with a few NumPy passes over the bool stack, runs that
-  overlap in consecutive rows of the same image are joined, and
-  :func:`scipy.sparse.csgraph.connected_components` labels the run graph,
-  which has tens of times fewer nodes than the images have pixels.
+  :func:`remove_small_objects` works on horizontal runs of pixels, joined
+  where they overlap in consecutive rows of the same image: in camseg's C
+  kernel (``camseg._cpu``: rows packed into 64-bit words, a union-find over
+  the runs, images split across threads), or, where the extension is not
+  built, with a few NumPy passes over the bool stack and
+  :func:`scipy.sparse.csgraph.connected_components` on the run graph, which
+  has tens of times fewer nodes than the images have pixels.
   :func:`fill_holes` and :func:`keep_largest_component` label the whole batch
   with one :func:`scipy.ndimage.label` call, as a 3-D stack whose structuring
   element has no connectivity along the batch axis. A torch label propagation
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import connected_components
 
+from camseg import _native
 from camseg._checks import check_one_of, check_positive_int
 from camseg.postprocess._common import check_masks
 
@@ -362,25 +365,36 @@ def _run_pixels(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(int(lengths.sum())) + np.repeat(starts - offsets, lengths)
 
 
-def small_objects_numpy(
+def small_objects_cpu(
     masks: np.ndarray, min_size: int, connectivity: int, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """NumPy/SciPy core of :func:`remove_small_objects` on a ``(B, H, W)`` bool stack.
+    """CPU core of :func:`remove_small_objects` on a ``(B, H, W)`` bool stack.
 
-    Writes into ``out`` (which may be ``masks`` itself) or a copy of ``masks``.
+    Writes into ``out`` (which may be ``masks`` itself) or a copy of ``masks``;
+    the C kernel where it is built, else :func:`_small_objects_runs`.
     """
     if out is None:
-        out = masks.copy()
+        out = np.array(masks, dtype=bool, order="C", copy=True)
     elif out is not masks:
         np.copyto(out, masks)
+    if out.size == 0 or min_size <= 1:
+        return out
+    if _native.available() and out.flags.c_contiguous:
+        _native.small_objects(out, min_size, connectivity)
+        return out
+    return _small_objects_runs(out, min_size, connectivity)
+
+
+def _small_objects_runs(masks: np.ndarray, min_size: int, connectivity: int) -> np.ndarray:
+    """NumPy/SciPy small-component removal on the run graph, in place on ``masks``."""
     starts, lengths, component = _run_components(masks, connectivity)
     if starts.size == 0:
-        return out
+        return masks
     sizes = np.bincount(component, weights=lengths)
     small = sizes[component] < min_size
     if small.any():
-        out.reshape(-1)[_run_pixels(starts[small], lengths[small])] = False
-    return out
+        masks.reshape(-1)[_run_pixels(starts[small], lengths[small])] = False
+    return masks
 
 
 def _check_connectivity(connectivity: object) -> int:
@@ -397,8 +411,10 @@ def remove_small_objects(
     ``skimage.morphology.remove_small_objects(m, min_size=min_size)``; since
     scikit-image 0.26 that reads ``max_size=min_size - 1``. Components are
     found on the CPU for all images at once, on horizontal runs of pixels
-    joined row to row and :func:`scipy.sparse.csgraph.connected_components`
-    (see the module notes), and the result returns to the masks' device.
+    joined row to row (in C, or with
+    :func:`scipy.sparse.csgraph.connected_components` where the extension is
+    not built; see the module notes), and the result returns to the masks'
+    device.
 
     Args:
         masks: ``torch.bool`` masks, shape ``(B, H, W)``.
@@ -425,7 +441,7 @@ def remove_small_objects(
     c = _check_connectivity(connectivity)
     if min_size <= 1 or m.numel() == 0:
         return m.clone()
-    return from_numpy(small_objects_numpy(to_numpy(m), min_size, c), m)
+    return from_numpy(small_objects_cpu(to_numpy(m), min_size, c), m)
 
 
 def fill_holes(masks: torch.Tensor, *, connectivity: Connectivity = 1) -> torch.Tensor:

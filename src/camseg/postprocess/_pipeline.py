@@ -7,6 +7,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from camseg import _native
 from camseg._checks import (
     check_in_range,
     check_ndim,
@@ -15,15 +16,17 @@ from camseg._checks import (
     check_same_batch,
     describe,
 )
-from camseg.postprocess._common import check_maps, check_mask_like
+from camseg.postprocess._common import (
+    check_map_layout,
+    check_map_values,
+    check_maps,
+    check_mask_like,
+    flat_float32_numpy,
+)
 from camseg.postprocess._gate import check_probs
 from camseg.postprocess._morphology import fill_holes as _fill_holes
-from camseg.postprocess._morphology import (
-    from_numpy,
-    small_objects_numpy,
-    to_numpy,
-)
-from camseg.postprocess._thresholds import _fast_otsu_ok, _otsu_fast, _otsu_from_range
+from camseg.postprocess._morphology import from_numpy, small_objects_cpu, to_numpy
+from camseg.postprocess._thresholds import _native_ok, _otsu_from_range
 
 __all__ = ["cams_to_masks"]
 
@@ -40,31 +43,33 @@ def _compare(maps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return maps >= t[:, None, None]
 
 
-def _otsu_masks_cpu(
+def _otsu_masks_native(
     maps: torch.Tensor,
-    rng: torch.Tensor,
     keep: torch.Tensor | None,
     tissue: torch.Tensor | None,
     min_size: int,
 ) -> torch.Tensor:
-    """Steps 1-4 for float32 CPU maps with Otsu thresholds, on the kept images only.
+    """Steps 1-4 for float16/32 CPU maps with Otsu thresholds, validating the maps on the way.
 
-    Each chunk of kept maps is gathered once: its histogram, thresholds and
-    comparison run while it is in cache (:func:`_otsu_fast`), and the masks
-    land in their rows of an all-False batch (gated images stay empty); tissue
-    and small-object removal then work in place.
+    One C pass per image (:func:`camseg._native.otsu_f32`): its range (for the
+    checks), and for the kept images the histogram, threshold, comparison and,
+    without a tissue mask, the removal of small components, while the image
+    is in cache; gated images stay all False. With a tissue mask the tissue
+    is applied first and the components are removed afterwards, in that order.
     """
     b, h, w = maps.shape
-    rows = torch.arange(b) if keep is None else torch.nonzero(keep).squeeze(1)
     out = np.zeros((b, h, w), dtype=bool)
-    if rows.numel():
-        r = rng.index_select(0, rows)
-        _otsu_fast(maps.reshape(b, -1), r[:, 0], r[:, 1], rows, 256, out.reshape(b, -1))
-        if tissue is not None:
-            out &= to_numpy(tissue)
-        if min_size > 1:
-            # gated images are all False: they hold no runs and cost one cheap pass
-            small_objects_numpy(out, min_size, 1, out=out)
+    lo, hi, _, bad = _native.otsu_f32(
+        flat_float32_numpy(maps),
+        (h, w),
+        keep=None if keep is None else keep.numpy(),
+        out=out.reshape(b, -1),
+        min_size=min_size if tissue is None else 0,
+    )
+    check_map_values(maps, torch.from_numpy(lo), torch.from_numpy(hi), unit=True, bad=bad)
+    if tissue is not None:
+        out &= to_numpy(tissue)
+        small_objects_cpu(out, min_size, 1, out=out)
     return torch.from_numpy(out)
 
 
@@ -141,8 +146,10 @@ def cams_to_masks(
     5. **holes** (``fill_holes=True``): holes are filled, as :func:`fill_holes`.
 
     Steps 1–3 run on the maps' device (Otsu only for the images that pass the
-    gate; on the CPU in cache-sized chunks of images); steps 4–5 find
-    components on the CPU for the whole batch at once and come back. See the
+    gate); steps 4–5 find components on the CPU for the whole batch at once
+    and come back. On the CPU, float16/32 maps with Otsu thresholds take
+    camseg's C kernel for steps 1–4: one pass per image while it is in cache,
+    images split across :func:`torch.get_num_threads` threads. See the
     post-processing page of the documentation for the benchmark against the
     per-image scikit-image loop.
 
@@ -176,7 +183,7 @@ def cams_to_masks(
         >>> masks.sum(dim=(1, 2))
         tensor([9, 0])
     """
-    rng = check_maps(maps, unit=True)
+    check_map_layout(maps)
     check_probability(min_prob, "min_prob")
     check_positive_int(min_size, "min_size", minimum=0)
     if not isinstance(fill_holes, bool):
@@ -188,14 +195,10 @@ def cams_to_masks(
 
     # gating by an infinite threshold: no pass over the gated maps
     keep = None if p is None else p.to(maps.device) >= min_prob
-    if (
-        isinstance(threshold, str)
-        and threshold == "otsu"
-        and maps.dtype == torch.float32
-        and _fast_otsu_ok(maps, 256)
-    ):
-        masks = _otsu_masks_cpu(maps, rng, keep, tis, min_size)
+    if isinstance(threshold, str) and threshold == "otsu" and _native_ok(maps):
+        masks = _otsu_masks_native(maps, keep, tis, min_size)
         return _fill_holes(masks) if fill_holes else masks
+    rng = check_maps(maps, unit=True)
     t = _thresholds(maps, rng, threshold, keep)
     masks = _compare(maps, t)
     if tis is not None:
@@ -205,9 +208,9 @@ def cams_to_masks(
         # images with an infinite threshold (gated or constant) are empty: skip them
         active = torch.isfinite(t).cpu().numpy()
         if active.all():
-            arr = small_objects_numpy(arr, min_size, 1)
+            arr = small_objects_cpu(arr, min_size, 1)
         elif active.any():
-            arr[active] = small_objects_numpy(arr[active], min_size, 1)
+            arr[active] = small_objects_cpu(arr[active], min_size, 1)
         masks = from_numpy(arr, masks)
     if fill_holes:
         masks = _fill_holes(masks)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import numpy as np
 import torch
 
+from camseg import _native
 from camseg._checks import (
     check_bool_mask,
     check_in_range,
@@ -24,21 +24,19 @@ from camseg._checks import (
     describe,
 )
 from camseg.metrics import threshold_curve
-from camseg.postprocess._common import check_maps
+from camseg.postprocess._common import (
+    check_map_layout,
+    check_map_values,
+    check_maps,
+    flat_float32_numpy,
+)
 
 __all__ = ["best_threshold", "threshold_fixed", "threshold_otsu", "threshold_percentile"]
 
 
-# pixels per chunk of the exact torch histogram (other devices' fallback on the CPU):
-# a chunk's working buffers stay in the CPU caches
+# pixels per chunk of the torch histogram on the CPU (where the C kernel is not
+# used): a chunk's working buffers stay in the CPU caches
 _CPU_CHUNK_PIXELS = 1 << 19
-# the fast CPU histogram: positions are fixed point with 2**_SUB_BITS steps per bin;
-# pixels within 2**(_NEAR_BITS - 1) steps of a bin edge are re-binned exactly;
-# positions are int32 (so nbins + 1 < _FAST_BINS); a chunk holds about _FAST_PIXELS pixels
-_SUB_BITS = 16
-_NEAR_BITS = 8
-_FAST_BINS = 1 << 15
-_FAST_PIXELS = 1 << 17
 
 
 def _edges(lo: torch.Tensor, hi: torch.Tensor, nbins: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,184 +101,13 @@ def _counts_exact(
     return torch.bincount(flat_idx.reshape(-1), minlength=c * nbins).reshape(c, nbins)
 
 
-def _exact_bins(
-    v: np.ndarray, row: np.ndarray, edges: np.ndarray, lo: np.ndarray, span: np.ndarray, nbins: int
-) -> np.ndarray:
-    """``numpy.histogram``'s bin of each value ``v`` of row ``row`` (a few values, NumPy)."""
-    first = lo[row]
-    guess = ((v - first) / span[row]) * np.float32(nbins)
-    g = guess.astype(np.intp)
-    g[g == nbins] -= 1
-    g -= v < edges[row, g]
-    g += (v >= edges[row, g + 1]) & (g != nbins - 1)
-    return g
-
-
-def _fast_params(
-    edges: np.ndarray, span: np.ndarray, nbins: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-row ``scale``, ``bias`` (float32) and ``ok`` of :func:`_counts_fast`.
-
-    ``ok`` says whether the float32 rounding of the positions fits the window
-    of re-binned pixels: 1.5 ulp of the largest magnitude in
-    ``x * scale + bias`` plus numpy's edge error (an ulp of the largest
-    value), in steps, must stay below a quarter of the window.
-    """
-    lo = edges[:, 0].astype(np.float64)
-    big = np.maximum(np.abs(lo), np.abs(edges[:, -1].astype(np.float64)))
-    one = float(1 << _SUB_BITS)
-    half_window = float(1 << (_NEAR_BITS - 1))
-    width = nbins + 1
-    scale = nbins * one / span.astype(np.float64)
-    bias = half_window - lo * scale
-    magnitude = np.maximum(big * scale, width * one).astype(np.float32)
-    err = (
-        1.5 * np.spacing(magnitude).astype(np.float64)
-        + np.spacing(big.astype(np.float32)).astype(np.float64) * scale
-    )
-    return scale.astype(np.float32), bias.astype(np.float32), err < half_window / 4
-
-
-def _counts_fast(
-    x: np.ndarray,
-    scale: np.ndarray,
-    bias: np.ndarray,
-    edges: np.ndarray,
-    span: np.ndarray,
-    nbins: int,
-    bufs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-) -> np.ndarray:
-    """``numpy.histogram`` counts ``(C, nbins)`` of the float32 rows ``x`` ``(C, N)``.
-
-    One fixed-point position per pixel, ``q = floor(x * scale + bias)`` with
-    ``2**16`` steps per bin (:func:`_fast_params`), so ``q >> 16`` is the bin;
-    with the row's offset added, one histogram holds the chunk: a few cheap
-    passes and one :func:`numpy.bincount` instead of numpy's ~15 passes
-    through :func:`numpy.histogram` per image. Positions carry a
-    rounding error of a few steps, and numpy's own float32 edges deviate from
-    the ideal ones by an ulp: only pixels whose position lies within
-    ``2**7`` steps (0.2 % of a bin) of an edge can land in another bin, and
-    those (found with two more passes, a few per thousand pixels) are
-    re-binned exactly as numpy does and the counts fixed.
-    """
-    c, n = x.shape
-    width = nbins + 1
-    f, p, near, q = (b[: c * n].reshape(c, n) for b in bufs)
-    np.multiply(x, scale[:, None], out=f)
-    np.add(f, bias[:, None], out=f)
-    np.copyto(p, f, casting="unsafe")  # truncation; positions are positive
-    # near an edge: the low 16 bits (the position inside the bin) below 2**8
-    low = f.view(np.int32)
-    np.bitwise_and(p, (1 << _SUB_BITS) - (1 << _NEAR_BITS), out=low)
-    np.logical_not(low, out=near)
-    # the row's offset in the chunk's histogram, then the bin as intp for bincount
-    offsets = np.arange(0, c * width, width, dtype=np.int32) << _SUB_BITS
-    np.add(p, offsets[:, None], out=p)
-    np.right_shift(p, _SUB_BITS, out=q)
-    # NumPy's bincount: torch's runs in OpenMP threads that stall on a busy machine
-    counts = np.bincount(q.reshape(-1), minlength=c * width)
-    pos = np.flatnonzero(near)
-    if pos.size:
-        row = pos // n
-        guess = q.reshape(-1)[pos]
-        exact = _exact_bins(x.reshape(-1)[pos], row, edges, edges[:, 0], span, nbins)
-        np.subtract.at(counts, guess, 1)
-        np.add.at(counts, exact + row * width, 1)
-    return counts.reshape(c, width)[:, :nbins]
-
-
-def _otsu_from_counts_numpy(counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """:func:`_otsu_from_counts` in NumPy, for the CPU (the same operations, in order).
-
-    The upper class weights are ``total - lower``, exact on integer counts.
-    """
-    c = counts.astype(np.float64)
-    centres = (edges[:, :-1] + edges[:, 1:]) / 2.0
-    weight1 = np.cumsum(c, axis=1)[:, :-1]
-    weight2 = np.sum(c, axis=1, keepdims=True) - weight1
-    moment = c * centres
-    # a constant row (replaced by the caller) divides 0 by 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean1 = np.cumsum(moment[:, :-1], axis=1) / weight1
-        mean2 = np.cumsum(moment[:, :0:-1], axis=1)[:, ::-1] / weight2
-        variance = weight1 * weight2 * (mean1 - mean2) ** 2
-    best = np.argmax(variance, axis=1)
-    return centres[np.arange(c.shape[0]), best]
-
-
-def _fast_otsu_ok(flat: torch.Tensor, nbins: int) -> bool:
-    """Whether the fast NumPy histogram (:func:`_counts_fast`) handles these maps."""
+def _native_ok(flat: torch.Tensor) -> bool:
+    """Whether the C kernel (:mod:`camseg._native`) computes Otsu for these maps."""
     return (
-        flat.device.type == "cpu"
+        _native.available()
+        and flat.device.type == "cpu"
         and flat.dtype in (torch.float16, torch.float32)
-        and nbins + 1 < _FAST_BINS
     )
-
-
-def _otsu_fast(
-    flat: torch.Tensor,
-    lo: torch.Tensor,
-    hi: torch.Tensor,
-    rows: torch.Tensor,
-    nbins: int,
-    masks: np.ndarray | None = None,
-) -> torch.Tensor:
-    """Otsu thresholds (float32) of rows ``rows`` of CPU float16/32 maps ``flat`` ``(B, N)``.
-
-    Chunks of rows are gathered once, binned by :func:`_counts_fast` (or the
-    step-by-step histogram where it declines), and thresholded at once. With
-    ``masks`` (a bool array ``(B, N)``) the chunk, still in cache, is also
-    compared with its thresholds: ``masks[rows] = x >= t``, all False for
-    constant rows; other rows of ``masks`` are left alone.
-    """
-    n_rows = rows.numel()
-    npix = max(1, flat.shape[1])
-    lo_np = lo.detach().numpy()
-    hi_np = hi.detach().numpy()
-    constant = lo_np == hi_np
-    # the edges of _edges, in NumPy (same float32 operations)
-    span_np = np.where(constant, np.float32(1.0), hi_np - lo_np)
-    step = span_np / np.float32(nbins)
-    edges_np = np.arange(nbins + 1, dtype=np.float32)[None, :] * step[:, None] + lo_np[:, None]
-    edges_np[:, -1] = np.where(constant, lo_np + span_np, hi_np)
-    # rows x (nbins + 1) bins of a chunk, in fixed point, must fit in int32
-    per = max(1, min(_FAST_PIXELS // npix, (2**31 - 1) // ((nbins + 1) << _SUB_BITS)))
-    size = min(per, n_rows) * npix
-    bufs = (
-        np.empty(size, dtype=np.float32),
-        np.empty(size, dtype=np.int32),
-        np.empty(size, dtype=bool),
-        np.empty(size, dtype=np.intp),
-    )
-    flat_np = flat.detach().numpy()
-    rows_np = rows.numpy()
-    scale, bias, ok = _fast_params(edges_np, span_np, nbins)
-    xbuf = np.empty((min(per, n_rows), npix), dtype=flat_np.dtype)
-    cmp = np.empty(xbuf.shape, dtype=bool)
-    out = np.empty(n_rows, dtype=np.float32)
-    for start in range(0, n_rows, per):
-        stop = min(start + per, n_rows)
-        sl = slice(start, stop)
-        # gathered into a reused buffer: fresh large arrays cost page faults
-        x = np.take(flat_np, rows_np[sl], axis=0, out=xbuf[: stop - start])
-        if x.dtype != np.float32:
-            x = x.astype(np.float32)
-        if ok[sl].all():
-            counts = _counts_fast(x, scale[sl], bias[sl], edges_np[sl], span_np[sl], nbins, bufs)
-        else:
-            counts = _counts_exact(
-                torch.from_numpy(x),
-                torch.from_numpy(edges_np[sl]),
-                torch.from_numpy(span_np[sl]),
-                nbins,
-            ).numpy()
-        t = _otsu_from_counts_numpy(counts, edges_np[start:stop])
-        const = constant[start:stop]
-        out[start:stop] = np.where(const, lo_np[start:stop], t)
-        if masks is not None:
-            got = np.greater_equal(x, np.where(const, np.inf, t)[:, None], out=cmp[: stop - start])
-            masks[rows_np[sl]] = got
-    return torch.from_numpy(out)
 
 
 def _otsu_from_range(
@@ -288,10 +115,11 @@ def _otsu_from_range(
 ) -> torch.Tensor:
     """Otsu thresholds of the rows ``rows`` (all if None) of ``flat`` ``(B, N)``.
 
-    ``rng`` holds the per-row ``(min, max)``. float16/32 maps on the CPU take
-    the fast fixed-point histogram (:func:`_otsu_fast`); other dtypes and
-    devices the step-by-step one, on the CPU in chunks of about half a million
-    pixels so that every intermediate buffer stays in cache. Returns float32
+    ``rng`` holds the per-row ``(min, max)``. The step-by-step torch
+    histogram (``numpy.histogram``'s counts), on the CPU in chunks of about
+    half a million pixels so that every intermediate buffer stays in cache;
+    float16/32 CPU maps normally take the C kernel instead (see
+    :func:`threshold_otsu`). Returns float32
     (float64 for float64 input) thresholds, one per selected row.
     """
     work = torch.float64 if flat.dtype == torch.float64 else torch.float32
@@ -299,8 +127,6 @@ def _otsu_from_range(
         rows = torch.arange(flat.shape[0], device=flat.device)
     r = rng.index_select(0, rows).to(work)
     lo, hi = r[:, 0], r[:, 1]
-    if _fast_otsu_ok(flat, nbins):
-        return _otsu_fast(flat, lo, hi, rows, nbins)
     n_rows = rows.numel()
     edges, span = _edges(lo, hi, nbins)
     per = n_rows if flat.device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // flat.shape[1])
@@ -333,8 +159,10 @@ def threshold_otsu(maps: torch.Tensor, *, nbins: int = 256) -> torch.Tensor:
     returns its value), except where two candidates' variances tie to within
     float32 rounding: camseg evaluates the variance in float64, scikit-image in
     the image's float32, so such near-ties (about 1 map in 1,500 on random
-    maps) may resolve to the neighbouring candidate. All images share one
-    :func:`torch.bincount` call: no loop over images.
+    maps) may resolve to the neighbouring candidate. The histograms of all
+    images come from one call: on the CPU camseg's C kernel (one pass per
+    image, images split across :func:`torch.get_num_threads` threads), on
+    other devices one :func:`torch.bincount` for the batch.
 
     Args:
         maps: float maps, shape ``(B, H, W)``, any finite range.
@@ -360,12 +188,20 @@ def threshold_otsu(maps: torch.Tensor, *, nbins: int = 256) -> torch.Tensor:
         N. Otsu, "A threshold selection method from gray-level histograms",
         IEEE Trans. Systems, Man, and Cybernetics 9(1), 1979.
     """
-    rng = check_maps(maps)
+    t = check_map_layout(maps)
     check_positive_int(nbins, "nbins", minimum=2)
-    if maps.shape[0] == 0:
-        return maps.new_zeros(0)
-    flat = maps.reshape(maps.shape[0], -1)
-    return _otsu_from_range(flat, rng, nbins).to(maps.dtype)
+    if t.shape[0] == 0:
+        return t.new_zeros(0)
+    if _native_ok(t):
+        # one C pass per image: range, finiteness, histogram, threshold
+        lo, hi, thr, bad = _native.otsu_f32(
+            flat_float32_numpy(t), (t.shape[1], t.shape[2]), nbins=nbins
+        )
+        check_map_values(t, torch.from_numpy(lo), torch.from_numpy(hi), bad=bad)
+        return torch.from_numpy(thr).to(t.dtype)
+    rng = check_maps(t)
+    flat = t.reshape(t.shape[0], -1)
+    return _otsu_from_range(flat, rng, nbins).to(t.dtype)
 
 
 def threshold_percentile(maps: torch.Tensor, q: float) -> torch.Tensor:

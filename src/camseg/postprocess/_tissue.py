@@ -8,42 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from camseg._checks import (
-    check_finite,
     check_in_range,
     check_nonnegative,
     check_one_of,
-    check_tensor,
     describe,
+    to_unit_rgb,
 )
 
 __all__ = ["tissue_mask"]
 
 _DEFAULT_THRESHOLD = {"saturation": 0.07, "brightness": 200.0 / 255.0}
-
-
-def to_unit_rgb(images: object, name: str = "images") -> torch.Tensor:
-    """Validate ``(B, 3, H, W)`` RGB images; return them as float in ``[0, 1]``.
-
-    uint8 images are scaled by 1/255 into float32; float images must already
-    lie in ``[0, 1]`` and keep their dtype.
-    """
-    x = check_tensor(images, name)
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(
-            f"Expected `{name}` to be RGB images of shape (B, 3, H, W), "
-            f"but got shape {tuple(x.shape)}."
-        )
-    if x.dtype == torch.uint8:
-        return x.to(torch.float32) / 255.0
-    if not x.is_floating_point():
-        raise TypeError(
-            f"Expected `{name}` to be float in [0, 1] or uint8 in [0, 255], but got {x.dtype}."
-        )
-    check_finite(x, name)
-    check_in_range(
-        x, name, 0.0, 1.0, hint="Hint: scale float images to [0, 1] or pass uint8 images."
-    )
-    return x
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from camseg._checks import check_tensor, describe
+from camseg._checks import check_tensor, describe, to_unit_rgb
 from camseg.postprocess import tissue_mask
-from camseg.postprocess._tissue import to_unit_rgb
 from camseg.slide._readers import RegionReader
 
 __all__ = ["TissueFilter", "laplacian_variance", "slide_tissue_mask", "tissue_fraction"]
