@@ -1,4 +1,4 @@
-"""Build of camseg's one C extension, ``camseg._cpu``; the rest of the metadata is in pyproject.toml.
+"""Build of camseg's one C extension, ``camseg._cpu``; all other metadata is in pyproject.toml.
 
 The extension holds the CPU kernels of the post-processing hot path (see
 ``src/camseg/_native.py``). It is optional: where it cannot be compiled the
@@ -13,6 +13,7 @@ class BuildExt(build_ext):
     """Add flags by compiler: optimise, and keep float arithmetic exactly as written."""
 
     def build_extensions(self) -> None:
+        """Compile every extension with the flags of its compiler."""
         if self.compiler.compiler_type == "msvc":
             args = ["/O2", "/fp:precise"]
         else:

@@ -120,3 +120,12 @@ def write_results(name: str, payload: dict[str, Any], markdown: str) -> None:
             f.write(text)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
         os.replace(tmp, target)
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    """The closing line of a results table: the machine, versions and date of the run."""
+    return (
+        f"Machine: {m['platform']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch "
+        f"threads; Python {m['python']}, torch {m['torch']}; {m['date']}. The machine "
+        "was shared: compare the ratios, not the absolute times."
+    )

@@ -27,11 +27,10 @@ processes on a shared machine disturb less. Targets (issue 3): no-extra-pass los
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,6 +39,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torchvision.models import resnet18
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine
 
 import camseg
 from camseg import losses as L
@@ -170,15 +173,11 @@ def main() -> None:
         )
     if args.quick:
         return
+    info = machine()
+    info["camseg"] = camseg.__version__
     record = {
         "benchmark": "bench_losses",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "camseg": camseg.__version__,
+        "machine": info,
         "config": {
             "model": "torchvision resnet18, 2 classes",
             "batch": args.batch,
@@ -196,8 +195,8 @@ def main() -> None:
     lines = [
         "# Cost of CAM-regularised training steps (CPU)",
         "",
-        f"{record['date']}, {record['machine']}, {record['cpu_count']} CPUs, "
-        f"{record['threads']} torch threads, torch {record['torch']}. ResNet-18, batch "
+        f"{info['date']}, {info['platform']}, {info['cpu_count']} CPUs, "
+        f"{info['torch_threads']} torch threads, torch {info['torch']}. ResNet-18, batch "
         f"{args.batch}, 96×96; median of {args.repeats} repeats × {args.steps} steps, "
         "variants interleaved; ratio to the plain step of the same run. The machine is "
         "shared, so the targets are judged on process CPU time (`time.process_time`, one "

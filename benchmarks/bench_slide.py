@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     ensure_malloc_env,
     machine,
+    machine_line,
     peak_memory_bytes,
     summary,
     time_interleaved,
@@ -157,9 +158,7 @@ def main() -> None:
             "| --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
-            f"Machine: {m['platform']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch "
-            f"threads; Python {m['python']}, torch {m['torch']}; {m['date']}. The machine "
-            "was shared: compare the ratios, not the absolute times.",
+            machine_line(m),
             "",
         ]
     )

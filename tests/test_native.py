@@ -44,9 +44,7 @@ def split_everything(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_extension_is_built_in_ci() -> None:
     # a failed optional build must not pass CI unnoticed on the slow paths
-    if os.environ.get("CI", "").lower() in ("1", "true") and not os.environ.get(
-        "CAMSEG_NO_NATIVE"
-    ):
+    if os.environ.get("CI", "").lower() in ("1", "true") and not os.environ.get("CAMSEG_NO_NATIVE"):
         assert _native.available()
 
 
@@ -177,9 +175,7 @@ def test_cams_to_masks_equals_the_torch_path(tissue: bool, min_size: int, no_nat
 @needs_native
 def test_threads_give_the_same_results(split_everything) -> None:
     g = torch.Generator().manual_seed(2)
-    maps = F.interpolate(torch.rand(37, 1, 6, 6, generator=g), size=(40, 40), mode="bilinear")[
-        :, 0
-    ]
+    maps = F.interpolate(torch.rand(37, 1, 6, 6, generator=g), size=(40, 40), mode="bilinear")[:, 0]
     maps = maps / maps.amax((1, 2), keepdim=True)
     probs = torch.rand(37, generator=g)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -58,6 +60,44 @@ def test_deterministic_and_prefix_stable() -> None:
         assert torch.equal(x[:5], y)
     d = make_patches(5, seed=4, size=48, label_region=16)
     assert not torch.equal(c.images, d.images)
+
+
+def test_scratch_buffers_carry_no_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks reuse scratch buffers: fresh, garbage-filled ones must give the same patches."""
+    from camseg import synthetic
+
+    expected = make_patches(130, seed=4, size=48, label_region=16)
+
+    class Fresh(synthetic._Scratch):
+        def __call__(
+            self,
+            name: str,
+            *shape: int,
+            dtype: torch.dtype = torch.float32,
+            init: Callable[[torch.Tensor], object] | None = None,
+        ) -> torch.Tensor:
+            fill = float("nan") if dtype.is_floating_point else 77
+            t = torch.full(shape, fill, dtype=dtype)
+            if init is not None:
+                init(t)
+            return t
+
+    monkeypatch.setattr(synthetic, "_Scratch", Fresh)
+    got = make_patches(130, seed=4, size=48, label_region=16)
+    for x, y in zip(expected, got):
+        assert torch.equal(x, y)
+
+
+def test_independent_of_thread_count() -> None:
+    threads = torch.get_num_threads()
+    a = make_patches(70, seed=8)
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        b = make_patches(70, seed=8)
+    finally:
+        torch.set_num_threads(threads)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
 
 
 def test_fractions_zero_and_one() -> None:

@@ -6,7 +6,8 @@ Segmentation metrics work on bool masks ``(B, H, W)`` with explicit reductions
 zero denominator; dataset-level numbers add counts (:class:`SegmentationCounter`),
 never averages of averages unless asked. Classification metrics equal
 scikit-learn's. Faithfulness metrics call the model in chunks, batched over
-images and perturbation steps.
+images and perturbation steps; ROAD imputes the removed pixels with a batched
+multigrid-preconditioned solver on the images' device.
 """
 
 from camseg.metrics._aggregation import aggregate, estimated_tumour_area
@@ -35,6 +36,7 @@ from camseg.metrics._localisation import (
     label_region_energy,
     pointing_game,
 )
+from camseg.metrics._road import noisy_linear_imputation, road_auc, road_curve
 from camseg.metrics._sanity import randomisation_similarity, spearman
 from camseg.metrics._segmentation import (
     METRIC_NAMES,
@@ -76,6 +78,7 @@ __all__ = [
     "iou",
     "label_region_energy",
     "nll",
+    "noisy_linear_imputation",
     "pixel_accuracy",
     "pixel_auroc",
     "pixel_average_precision",
@@ -83,6 +86,8 @@ __all__ = [
     "precision",
     "randomisation_similarity",
     "recall",
+    "road_auc",
+    "road_curve",
     "roc_auc",
     "roc_curve",
     "spearman",

@@ -129,6 +129,20 @@ def _targets_from_model(model: Model, images: torch.Tensor, batch_size: int) -> 
     return torch.cat(out)
 
 
+def _salience_rank(maps: torch.Tensor) -> torch.Tensor:
+    """Rank of each pixel by decreasing map value, ``(B, H, W)`` long.
+
+    Rank 0 is the most salient pixel; ties are broken in raster order (the
+    earlier pixel ranks first).
+    """
+    b, h, w = maps.shape
+    order = torch.sort(maps.reshape(b, -1), dim=1, descending=True, stable=True).indices
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(h * w, device=maps.device).expand(b, -1)
+    )
+    return rank.view(b, h, w)
+
+
 def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(math.ceil(sigma), 1)
     x = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
@@ -175,12 +189,7 @@ def _curve(
         t = _as_targets(targets, b, images.device)
         if t is None:
             t = _targets_from_model(model, images, bs)
-        # rank 0 = most salient pixel; ties broken in raster order
-        order = torch.sort(m.reshape(b, -1), dim=1, descending=True, stable=True).indices
-        rank = torch.empty_like(order).scatter_(
-            1, order, torch.arange(n_pix, device=m.device).expand(b, -1)
-        )
-        rank = rank.view(b, 1, h, w)
+        rank = _salience_rank(m)[:, None]  # (B, 1, H, W)
         n_changed = (torch.arange(s + 1, device=m.device) * n_pix) // s  # (S + 1,)
         total = b * (s + 1)
         curve = torch.empty(total, dtype=torch.float32, device=images.device)
