@@ -101,12 +101,12 @@ def _counts_exact(
     return torch.bincount(flat_idx.reshape(-1), minlength=c * nbins).reshape(c, nbins)
 
 
-def _native_ok(flat: torch.Tensor) -> bool:
+def _native_ok(maps: torch.Tensor) -> bool:
     """Whether the C kernel (:mod:`camseg._native`) computes Otsu for these maps."""
     return (
         _native.available()
-        and flat.device.type == "cpu"
-        and flat.dtype in (torch.float16, torch.float32)
+        and maps.device.type == "cpu"
+        and maps.dtype in (torch.float16, torch.float32)
     )
 
 
