@@ -13,12 +13,14 @@ for the next. On CUDA it is ``torch.cuda.max_memory_allocated``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import gc
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -110,16 +112,45 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def load_average() -> tuple[float, float, float]:
+    """The 1, 5 and 15 minute load averages (what ``uptime`` prints)."""
+    one, five, fifteen = os.getloadavg()
+    return (round(one, 2), round(five, 2), round(fifteen, 2))
+
+
+def uptime_text() -> str:
+    """``uptime``'s line (load of a shared machine, recorded with the results)."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "load average: " + ", ".join(f"{v:.2f}" for v in load_average())
+
+
+def write_bytes_atomic(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a temporary file and ``os.replace``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(target: Path, text: str) -> None:
+    write_bytes_atomic(target, text.encode())
+
+
 def write_results(name: str, payload: dict[str, Any], markdown: str) -> None:
     """Write ``results/<name>.json`` and ``.md`` atomically."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".json", json.dumps(payload, indent=2) + "\n"), (".md", markdown)):
-        target = RESULTS / f"{name}{suffix}"
-        fd, tmp = tempfile.mkstemp(dir=RESULTS, prefix=f".{name}", suffix=suffix)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, target)
+        write_text_atomic(RESULTS / f"{name}{suffix}", text)
 
 
 def machine_line(m: dict[str, Any]) -> str:

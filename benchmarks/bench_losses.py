@@ -84,7 +84,7 @@ def main() -> None:
             logits = model(images)
             grads = cap.grad(logits, ones, create_graph=True)
             raw = camseg.functional.gradcam(cap.output, grads)
-        maps = camseg.functional.normalize(camseg.functional.upsample(raw, (96, 96)), "max")
+        maps = camseg.functional.normalize(camseg.functional.upsample(raw, (96, 96)), mode="max")
         return logits, maps
 
     no_pass: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

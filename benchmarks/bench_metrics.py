@@ -101,7 +101,7 @@ def main() -> None:
     maps_np, masks_np, thr_np = maps.numpy(), masks.numpy(), thr.numpy()
 
     # correctness first
-    ours = threshold_curve(maps, masks, thr, metrics=("iou", "dice"))
+    ours = threshold_curve(maps, masks, thresholds=thr, metrics=("iou", "dice"))
     ref = curve_loop_per_image(maps_np, masks_np, thr_np)
     np.testing.assert_allclose(ours["iou"].numpy(), ref[0], rtol=1e-12)
     np.testing.assert_allclose(ours["dice"].numpy(), ref[1], rtol=1e-12)
@@ -116,7 +116,9 @@ def main() -> None:
         return row
 
     case = f"threshold_curve, {n} maps 96x96, 101 thr"
-    t_ours = add(case, "camseg.metrics.threshold_curve", lambda: threshold_curve(maps, masks, thr))
+    t_ours = add(
+        case, "camseg.metrics.threshold_curve", lambda: threshold_curve(maps, masks, thresholds=thr)
+    )
     t_img = add(
         case,
         "NumPy loop per threshold x image",

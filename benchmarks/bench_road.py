@@ -47,9 +47,18 @@ from _common import (
 )
 
 from camseg.metrics import noisy_linear_imputation
-from camseg.metrics._faithfulness import _salience_rank
-from camseg.metrics._road import PERCENTAGES
 from camseg.synthetic import make_patches, to_tensor_images
+
+#: road_curve's default percentages (10, 20, ..., 90 % of the pixels removed)
+PERCENTAGES = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0)
+
+
+def salience_rank(maps: torch.Tensor) -> torch.Tensor:
+    """Rank of each pixel by decreasing map value (ties in raster order), as road_curve's."""
+    b, h, w = maps.shape
+    order = torch.sort(maps.reshape(b, -1), dim=1, descending=True, stable=True).indices
+    ranks = torch.arange(h * w).expand(b, -1)
+    return torch.empty_like(order).scatter_(1, order, ranks).view(b, h, w)
 
 
 def data(n: int, percentages: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +69,7 @@ def data(n: int, percentages: tuple[float, ...]) -> tuple[torch.Tensor, torch.Te
     coarse = F.adaptive_avg_pool2d(patches.masks.float()[:, None], 12)
     coarse = coarse + 0.3 * torch.rand(coarse.shape, generator=g)
     maps = F.interpolate(coarse, size=96, mode="bilinear", align_corners=False)[:, 0]
-    rank = _salience_rank(maps)
+    rank = salience_rank(maps)
     masks = torch.stack([rank < int(p * 96 * 96 // 100) for p in percentages])
     return images, masks
 

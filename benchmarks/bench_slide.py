@@ -71,7 +71,7 @@ def naive(reader, cam, *, tile: int, stride: int) -> tuple[torch.Tensor, torch.T
     for x, y in tile_grid((width, height), tile=tile, stride=stride).tolist():
         region = torch.from_numpy(reader.read(0, x, y, tile, tile).copy())
         t = region.permute(2, 0, 1)[None].float() / 255
-        res = cam.compute(t, 1, normalize="max", size="input")
+        res = cam.explain(t, 1, normalize="max", size="input")
         p = torch.softmax(res.logits.detach(), dim=1)[0, 1]
         m = res.maps.detach()[0] * p
         acc_p[y : y + tile, x : x + tile] += window * p
@@ -90,7 +90,7 @@ def main() -> None:
     repeats = 2 if args.quick else max(5, args.repeats)
 
     torch.manual_seed(0)
-    slide = make_slide(*side, tumours=2, seed=0, pool=32)
+    slide = make_slide(height=side[0], width=side[1], tumors=2, seed=0, pool=32)
     reader = slide.reader()
     n_tiles = len(tile_grid(reader.dimensions(0), tile=TILE, stride=STRIDE))
     model = tiny_gap_net()

@@ -41,7 +41,7 @@ from camseg.slide import (
     slide_metrics,
     slide_tissue_mask,
     sliding_window,
-    tumour_regions,
+    tumor_regions,
 )
 from camseg.synthetic import to_tensor_images
 
@@ -86,10 +86,10 @@ def training_tiles(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     The way slide classifiers are trained: tiles of annotated training slides,
     labelled by their tumour fraction, tumour oversampled to balance the classes.
     """
-    slide = make_slide(1536, 2048, tumours=4, seed=seed + 10, pool=64)
+    slide = make_slide(height=1536, width=2048, tumors=4, seed=seed + 10, pool=64)
     g = torch.Generator().manual_seed(seed)
     t = 96
-    tumour_px = slide.tumour.nonzero()
+    tumour_px = slide.tumor.nonzero()
     tissue_px = slide.tissue.nonzero()
     on_tumour = tumour_px[torch.randint(len(tumour_px), (n // 2,), generator=g)]
     on_tissue = tissue_px[torch.randint(len(tissue_px), (n - n // 2,), generator=g)]
@@ -99,10 +99,7 @@ def training_tiles(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     image = torch.from_numpy(slide.image)
     tiles = torch.stack([image[y : y + t, x : x + t] for y, x in zip(y0.tolist(), x0.tolist())])
     frac = torch.stack(
-        [
-            slide.tumour[y : y + t, x : x + t].float().mean()
-            for y, x in zip(y0.tolist(), x0.tolist())
-        ]
+        [slide.tumor[y : y + t, x : x + t].float().mean() for y, x in zip(y0.tolist(), x0.tolist())]
     )
     return half(to_tensor_images(tiles)), (frac > 0.1).long()
 
@@ -140,7 +137,7 @@ def run(
 ) -> dict[str, Any]:
     """The whole pipeline; returns the maps, masks and metrics."""
     t0 = time.perf_counter()
-    slide = make_slide(height, width, tumours=3, seed=seed)
+    slide = make_slide(height=height, width=width, tumors=3, seed=seed)
     reader = slide.reader(levels=4)
     t_slide = time.perf_counter() - t0
 
@@ -165,13 +162,13 @@ def run(
         )
     t_infer = time.perf_counter() - t0 - t_slide - t_train
 
-    truth = downsample_mask(slide.tumour, out_downsample)
+    truth = downsample_mask(slide.tumor, out_downsample)
     pred = slide_mask(maps, threshold="otsu", min_size=48)
     scores = slide_metrics(maps.cam, truth, valid=maps.weight > 0)
     assert maps.mpp is not None
     # regions closer than 75 microns count as one (the CAMELYON16 convention)
-    true_regions = tumour_regions(truth, mpp=maps.mpp, merge_um=75.0)
-    pred_regions = tumour_regions(pred, mpp=maps.mpp, merge_um=75.0)
+    true_regions = tumor_regions(truth, mpp=maps.mpp, merge_um=75.0)
+    pred_regions = tumor_regions(pred, mpp=maps.mpp, merge_um=75.0)
 
     def largest(d: torch.Tensor) -> float:
         return float(d.max()) if d.numel() else 0.0
@@ -188,7 +185,7 @@ def run(
         },
         "slide_score_top5_mean": round(float(top5[0]), 3),
         "per_slide_at_youden": {k: round(float(v), 3) for k, v in scores._asdict().items()},
-        "otsu_mask_iou": round(float(metrics.iou(pred[None], truth[None])[0]), 3),
+        "otsu_mask_iou": round(float(metrics.iou(pred[None], truth[None], average="none")[0]), 3),
         "largest_tumour_mm": {
             "true": round(largest(true_regions.diameters_mm), 2),
             "predicted": round(largest(pred_regions.diameters_mm), 2),

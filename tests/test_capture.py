@@ -59,7 +59,7 @@ def test_capture_outside_block_and_twice(tiny_net, images):
         logits = tiny_net(images)
     with pytest.raises(ValueError, match="inside the capture's `with` block"):
         cap.grad(logits, 0)
-    with cap, pytest.raises(ValueError, match="entered once"):
+    with cap, pytest.raises(ValueError, match="entered once per thread"):
         cap.__enter__()
     assert all(len(m._forward_hooks) == 0 for m in tiny_net.modules())
 
@@ -123,19 +123,92 @@ def test_list_layers_on_resnet18_leaves_flags():
     model.train()
     bn = model.bn1
     before = bn.running_mean.clone()
-    rows = camseg.list_layers(model, (3, 96, 96))
+    rows = camseg.list_layers(model, input_size=(3, 96, 96))
     by_name = {r.name: r for r in rows}
     assert by_name["layer4"].output_shape == (2, 512, 3, 3)
     assert by_name["layer4"].type == "Sequential"
     assert by_name["fc"].output_shape == (2, 2)
     assert model.training and all(m.training for m in model.modules())
     torch.testing.assert_close(bn.running_mean, before)
-    leaves = camseg.list_layers(model, (3, 64, 64), leaves_only=True)
+    leaves = camseg.list_layers(model, input_size=(3, 64, 64), leaves_only=True)
     assert "layer4" not in {r.name for r in leaves} and "layer4.1.conv2" in {r.name for r in leaves}
 
 
 def test_list_layers_errors(tiny_net):
     with pytest.raises(ValueError, match="`input_size` to be a tuple of positive ints"):
-        camseg.list_layers(tiny_net, (3, 0, 8))
+        camseg.list_layers(tiny_net, input_size=(3, 0, 8))
     with pytest.raises(TypeError, match="`model` to be a torch.nn.Module"):
         camseg.list_layers(lambda x: x)  # type: ignore[arg-type]
+
+
+def test_grad_returns_a_tensor_for_one_layer_and_a_list_for_a_sequence(tiny_net, images):
+    with camseg.LayerCapture(tiny_net, "features.3") as one:
+        g = one.grad(tiny_net(images), 1)
+    assert isinstance(g, torch.Tensor)
+    with camseg.LayerCapture(tiny_net, ["features.3"]) as seq:
+        gs = seq.grad(tiny_net(images), 1)
+    assert isinstance(gs, list) and len(gs) == 1
+    torch.testing.assert_close(gs[0], g)
+
+
+def test_capture_under_no_grad_records_a_copy(images):
+    torch.manual_seed(0)
+    body = nn.Conv2d(3, 4, 3, padding=1)
+    model = nn.Sequential(body, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with torch.no_grad():
+        expected = body(images)
+    for ctx in (torch.no_grad, torch.inference_mode):
+        with ctx(), camseg.LayerCapture(model, "0") as cap:
+            model(images)
+            torch.testing.assert_close(cap.output, expected)
+            assert (cap.output < 0).any()  # the in-place ReLU did not reach the record
+
+
+def test_recording_session_api(tiny_net, images):
+    cap = camseg.LayerCapture(tiny_net, "features.3")
+    cap.attach()
+    try:
+        tiny_net(images)  # attached, not recording
+        with pytest.raises(ValueError, match="inside the capture's `with` block"):
+            _ = cap.output
+        with cap.session(grad_at_layer=True) as rec, torch.no_grad():
+            logits = tiny_net(images)
+            assert rec is cap and cap.output.requires_grad and logits.requires_grad
+            (g,) = cap.score_gradients(logits[:, 1])
+        assert g.shape == (4, 6, 12, 12)
+        with pytest.raises(ValueError, match="attached once per thread"):
+            cap.attach()
+    finally:
+        cap.detach()
+    assert all(len(m._forward_hooks) == 0 for m in tiny_net.modules())
+
+
+def test_threads_each_record_their_own_forwards(tiny_net):
+    import threading
+
+    cap = camseg.LayerCapture(tiny_net, "features.3")
+    xs = [torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    with torch.no_grad():
+        expected = [tiny_net.features(x) for x in xs]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def work(i: int) -> None:
+        try:
+            with cap:
+                barrier.wait()
+                for _ in range(20):
+                    cap.clear()
+                    with torch.no_grad():
+                        tiny_net(xs[i])
+                    torch.testing.assert_close(cap.output, expected[i])
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:1]
+    assert all(len(m._forward_hooks) == 0 for m in tiny_net.modules())

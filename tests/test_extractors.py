@@ -63,7 +63,7 @@ def test_target_forms_agree(tiny_net, images):
     torch.testing.assert_close(by_list, by_callable)
     argmax = tiny_net(images).argmax(1)
     torch.testing.assert_close(cam(images), cam(images, targets=argmax))
-    res = cam.compute(images, targets=2)
+    res = cam.explain(images, targets=2)
     assert torch.equal(res.targets, torch.full((4,), 2))
     torch.testing.assert_close(res.logits, tiny_net(images).detach())
 
@@ -99,7 +99,7 @@ def test_single_logit_binary_head(images, tiny_net_cls):
 def test_create_graph_maps_equal_inference_maps_and_are_differentiable(cls, tiny_net, images):
     cam = cls(tiny_net, "features.3")
     fast = cam(images, targets=[0, 1, 2, 0])
-    res = cam.compute(images, targets=[0, 1, 2, 0], create_graph=True)
+    res = cam.explain(images, targets=[0, 1, 2, 0], create_graph=True)
     torch.testing.assert_close(res.maps.detach(), fast, atol=1e-6, rtol=1e-5)
     assert res.maps.requires_grad and res.logits.requires_grad
     res.maps.sum().backward()
@@ -236,7 +236,7 @@ def test_sizes_and_normalisation_modes(tiny_net, images):
     assert raw.shape == (4, 12, 12)
     assert cam(images, size=(24, 30)).shape == (4, 24, 30)
     maxed = cam(images, normalize="max", size=None)
-    torch.testing.assert_close(maxed, CF.normalize(raw, "max"))
+    torch.testing.assert_close(maxed, CF.normalize(raw, mode="max"))
 
 
 def test_multi_layer_fusion_rule(tiny_net, images):
@@ -348,14 +348,15 @@ def test_bad_targets(tiny_net, images, targets, exc, match):
 def test_bad_images_and_options(tiny_net, images):
     cam = camseg.GradCAM(tiny_net, "features.3")
     with pytest.raises(
-        ValueError, match=r"`x` to be a tensor of shape \(B, C, H, W\), but got shape \(3, 12, 12\)"
+        ValueError,
+        match=r"`images` to be a tensor of shape \(B, C, H, W\), but got shape \(3, 12, 12\)",
     ):
         cam(images[0])
     with pytest.raises(ValueError, match="empty batch"):
         cam(images[:0])
-    with pytest.raises(TypeError, match="`x` to have a floating-point dtype"):
+    with pytest.raises(TypeError, match="`images` to have a floating-point dtype"):
         cam((images * 255).to(torch.uint8))
-    with pytest.raises(TypeError, match="`x` to be a torch.Tensor"):
+    with pytest.raises(TypeError, match="`images` to be a torch.Tensor"):
         cam(images.numpy())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`normalize` to be one of"):
         cam(images, normalize="l1")  # type: ignore[arg-type]
@@ -384,8 +385,21 @@ def test_model_output_not_logits(images, tiny_net_cls):
 def test_non_finite_activations_and_gradients(tiny_net, images, tiny_net_cls):
     bad = images.clone()
     bad[0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="`activations of layer 'features.3'` to be finite"):
-        camseg.GradCAM(tiny_net, "features.3")(bad)
+    # a NaN image is reported as `images`, before the model runs (issue 12, item 5)
+    for cls in (camseg.GradCAM, camseg.EigenCAM):
+        with pytest.raises(ValueError, match="Expected `images` to be finite, but it holds 1 NaN"):
+            cls(tiny_net, "features.3")(bad)
+
+    class Blowup(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = tiny_net_cls()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x * torch.tensor(float("inf")))
+
+    with pytest.raises(ValueError, match="`activations of layer 'net.features.3'` to be finite"):
+        camseg.GradCAM(Blowup(), "net.features.3")(images)
 
     class Overflow(nn.Module):
         def __init__(self) -> None:
@@ -416,3 +430,189 @@ def test_linear_cam_needs_linear_head_and_class_targets(tiny_net, images):
         camseg.LinearCAM(wrong_layer, "0", head="fc").weigh(
             torch.rand(4, 3, 3, 3), None, torch.zeros(4, dtype=torch.long)
         )
+
+
+# -- issue 12: correctness on the models users bring ---------------------------------------
+
+
+def test_gradient_free_paths_record_a_copy_densenet121():
+    """DenseNet applies F.relu(inplace=True) to `features`: the recorded copy must not change."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.densenet121(weights=None, num_classes=3).double().eval()
+    x = torch.rand(1, 3, 64, 64, dtype=torch.float64)
+    lin = camseg.LinearCAM(model, "features", head="classifier")
+    res = lin.explain(x, targets=1, normalize=None, size=None)
+    with torch.no_grad():
+        a = model.features(x)  # the true activations, before the in-place ReLU
+    expected = CF.linear_cam(a, model.classifier.weight, torch.tensor([1]))
+    torch.testing.assert_close(res.maps, expected)
+    assert res.maps.dtype == torch.float64
+    with torch.no_grad(), camseg.LayerCapture(model, "features") as cap:
+        model(x)
+        torch.testing.assert_close(cap.output, a)
+
+
+def test_gradient_free_paths_record_a_copy_resnet18_bn2():
+    """ResNet-18 `layer4.1.bn2` is followed by `out += identity` and an in-place ReLU."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=3).double().eval()
+    x = torch.rand(2, 3, 64, 64, dtype=torch.float64)
+    acts = {}
+    handle = model.layer4[1].bn2.register_forward_hook(
+        lambda m, i, o: acts.__setitem__("a", o.clone())
+    )
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    eig = camseg.EigenCAM(model, "layer4.1.bn2")(x, normalize=None, size=None)
+    torch.testing.assert_close(eig, CF.eigencam(acts["a"]))
+    with torch.inference_mode():
+        eig_inf = camseg.EigenCAM(model, "layer4.1.bn2")(x, normalize=None, size=None)
+    torch.testing.assert_close(eig_inf, eig)
+
+
+class _TokenNet(nn.Module):
+    """A two-block ViT-like toy: the last block's patch tokens never reach the head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.blocks = nn.ModuleList([nn.Linear(8, 8), nn.Linear(8, 8)])
+        self.norm1 = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(x.shape[0], -1, -1), t], dim=1)
+        t = torch.relu(self.blocks[0](t))
+        # the last block: its norm1 feeds a token mixer (attention's role), but only the
+        # class token of its output goes on to the head, as in a ViT
+        u = self.norm1(t)
+        out = self.blocks[1](u + u.mean(1, keepdim=True))
+        return self.head(out[:, 0])
+
+
+def test_all_zero_gradients_warn_with_the_layer_and_the_vit_hint():
+    torch.manual_seed(0)
+    model = _TokenNet()
+    x = torch.rand(2, 3, 16, 16)
+    reshape = functools.partial(CF.tokens_to_grid, prefix_tokens=1)
+    with pytest.warns(camseg.CAMWarning, match=r"gradient of layer 'blocks.1' is zero.*norm1"):
+        maps = camseg.GradCAM(model, "blocks.1", reshape=reshape)(x, targets=1)
+    assert (maps == 0).all()
+    with camseg.LayerCapture(model, "blocks.1", reshape=reshape) as cap:
+        logits = model(x)
+        with pytest.warns(camseg.CAMWarning, match="'blocks.1'"):
+            cap.grad(logits, 1)
+    # the recommended layer works and does not warn
+    good = camseg.GradCAM(model, "norm1", reshape=reshape)(x, targets=1)
+    assert float(good.amax()) > 0
+
+
+def test_all_zero_activations_warn_for_gradient_free_methods(images):
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
+    nn.init.zeros_(model[0].weight)
+    nn.init.constant_(model[0].bias, -1.0)
+    with pytest.warns(camseg.CAMWarning, match="Every activation of layer '1' is zero"):
+        camseg.EigenCAM(model, "1")(images)
+
+
+def test_channels_last_features_are_caught_with_what_to_pass():
+    class SwinLike(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Conv2d(3, 24, 4, stride=4)
+            self.stage = nn.Linear(24, 24)
+            self.head = nn.Linear(24, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            t = self.embed(x).permute(0, 2, 3, 1)  # (B, h, w, C), as timm Swin stages
+            return self.head(self.stage(t).mean((1, 2)))
+
+    torch.manual_seed(0)
+    model = SwinLike()
+    x = torch.rand(1, 3, 28, 28)
+    with pytest.raises(ValueError, match=r"looks channels-last.*reshape=lambda a: a.permute"):
+        camseg.GradCAM(model, "stage")(x)
+    maps = camseg.GradCAM(model, "stage", reshape=lambda a: a.permute(0, 3, 1, 2))(x, size=None)
+    assert maps.shape == (1, 7, 7)
+
+
+def test_bfloat16_model_gives_bfloat16_maps_close_to_float32():
+    torch.manual_seed(0)
+    from tests.conftest import TinyGAPNet
+
+    net = TinyGAPNet()
+    x = torch.rand(2, 3, 12, 12)
+    ref = camseg.GradCAM(net, "features.3")(x, targets=1)
+    maps = camseg.GradCAM(net.bfloat16(), "features.3")(x.bfloat16(), targets=1)
+    assert maps.dtype == torch.bfloat16
+    assert float((maps.float() - ref).abs().mean()) < 0.05
+
+
+@pytest.mark.parametrize("cls", [camseg.GradCAM, camseg.EigenCAM])
+def test_output_on_callers_device_and_dtype(cls, tiny_net_cls, device, dtype):
+    torch.manual_seed(0)
+    net = tiny_net_cls().to(device=device, dtype=dtype)
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    maps = cls(net, "features.3")(x.to(device, dtype), targets=1)
+    assert maps.device.type == device.type and maps.dtype == dtype
+    ref = cls(tiny_net_cls().double().requires_grad_(False), "features.3")
+    ref.model.load_state_dict({k: v.double().cpu() for k, v in net.state_dict().items()})
+    expected = ref(x.double(), targets=1)
+    tol = 0.06 if dtype == torch.bfloat16 else 1e-4
+    assert float((maps.double().cpu() - expected).abs().mean()) < tol
+
+
+def test_model_errors_from_bad_images_are_explained(tiny_net, images):
+    cam = camseg.GradCAM(tiny_net, "features.3")
+    with pytest.raises(TypeError, match=r"`images` in the model's dtype torch.float32") as info:
+        cam(images.double())
+    assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(ValueError, match=r"`images` to have 3 channels .*'features.0'") as info:
+        cam(torch.rand(2, 4, 12, 12))
+    assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(TypeError, match="model's dtype"):
+        camseg.EigenCAM(tiny_net, "features.3")(images.double())
+
+
+def test_threads_sharing_a_model_and_an_extractor(tiny_net_cls):
+    import threading
+
+    torch.manual_seed(0)
+    net = tiny_net_cls()
+    xs = [torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    expected = [camseg.GradCAM(net, "features.3")(x, targets=1) for x in xs]
+    shared = camseg.GradCAM(net, "features.3")
+    errors: list[BaseException] = []
+
+    def work(i: int, own: bool) -> None:
+        try:
+            cam = camseg.GradCAM(net, "features.3") if own else shared
+            for _ in range(25):
+                torch.testing.assert_close(cam(xs[i], targets=1), expected[i])
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    for own in (True, False):
+        threads = [threading.Thread(target=work, args=(i, own)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[:1]
+    assert all(len(m._forward_hooks) == 0 for m in net.modules())
+    # one thread cannot enter the same capture twice; the message says what to do
+    with shared, pytest.raises(ValueError, match="attached once per thread"):
+        shared.__enter__()

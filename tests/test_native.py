@@ -17,7 +17,7 @@ from skimage.morphology import remove_small_objects as sk_remove
 
 from camseg import _native
 from camseg.postprocess import cams_to_masks, remove_small_objects, threshold_otsu
-from camseg.postprocess._common import check_maps
+from camseg.postprocess._common import map_range
 
 needs_native = pytest.mark.skipif(not _native.available(), reason="camseg._cpu is not built")
 
@@ -119,7 +119,7 @@ def test_otsu_equals_the_torch_path(dtype: torch.dtype, no_native) -> None:
 @needs_native
 def test_range_and_finiteness_match_torch() -> None:
     x = torch.randn(7, 13, 11)
-    rng = check_maps(x)
+    rng = map_range(x)
     torch.testing.assert_close(rng[:, 0], x.amin((1, 2)), rtol=0, atol=0)
     torch.testing.assert_close(rng[:, 1], x.amax((1, 2)), rtol=0, atol=0)
     for bad in (float("nan"), float("inf"), -float("inf")):
@@ -127,7 +127,7 @@ def test_range_and_finiteness_match_torch() -> None:
             y = x.clone()
             y[where] = bad
             with pytest.raises(ValueError, match="Expected `maps` to be finite"):
-                check_maps(y)
+                map_range(y)
 
 
 def _random_masks(b: int, h: int, w: int, seed: int) -> torch.Tensor:
@@ -181,7 +181,7 @@ def test_threads_give_the_same_results(split_everything) -> None:
 
     def everything() -> tuple[torch.Tensor, ...]:
         return (
-            check_maps(maps),
+            map_range(maps),
             threshold_otsu(maps),
             cams_to_masks(maps, probs=probs, min_size=10),
             remove_small_objects(maps > 0.5, 10),
@@ -237,3 +237,22 @@ def test_a_forked_child_gets_threads_of_its_own(split_everything) -> None:
     finally:
         os.waitpid(pid, 0)
         os.close(read)
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "arr",
+    [np.zeros((2, 8), np.float64), np.zeros((2, 8), np.float32)[:, ::2], np.zeros(8, np.float32)],
+)
+def test_kernels_refuse_wrong_buffer_format(arr: np.ndarray) -> None:
+    # a float64 buffer of the right length (or a strided / 1-D one) would be misread as bytes
+    with pytest.raises(TypeError, match="Expected `flat` to be a C-contiguous float32 array"):
+        _native.range_f32(arr)
+    with pytest.raises(TypeError, match="Expected `flat` to be a C-contiguous float32 array"):
+        _native.histogram_f32(arr, 4)
+
+
+@needs_native
+def test_small_objects_refuses_non_bool_masks() -> None:
+    with pytest.raises(TypeError, match="Expected `masks` to be a C-contiguous bool array"):
+        _native.small_objects(np.zeros((1, 4, 4), np.uint8), 2, 1)

@@ -101,11 +101,11 @@ def test_independent_of_thread_count() -> None:
 
 
 def test_fractions_zero_and_one() -> None:
-    neg = make_patches(64, seed=0, tumour_fraction=0.0, peripheral_fraction=0.0)
+    neg = make_patches(64, seed=0, tumor_fraction=0.0, peripheral_fraction=0.0)
     assert neg.labels.sum() == 0 and not neg.masks.any()
-    pos = make_patches(64, seed=0, tumour_fraction=1.0)
+    pos = make_patches(64, seed=0, tumor_fraction=1.0)
     assert bool((pos.labels == 1).all())
-    periph = make_patches(64, seed=0, tumour_fraction=0.0, peripheral_fraction=1.0)
+    periph = make_patches(64, seed=0, tumor_fraction=0.0, peripheral_fraction=1.0)
     assert periph.labels.sum() == 0
     assert periph.masks.flatten(1).any(1).float().mean() > 0.5
 
@@ -113,7 +113,7 @@ def test_fractions_zero_and_one() -> None:
 def test_other_sizes_and_label_regions() -> None:
     images, labels, masks = make_patches(32, size=64, label_region=16, seed=1)
     assert images.shape == (32, 64, 64, 3)
-    centre = label_region_mask(64, 16)
+    centre = label_region_mask(size=64, label_region=16)
     assert torch.equal(labels, (masks & centre).flatten(1).any(1).long())
     big = make_patches(8, size=128, seed=1)
     assert big.images.shape == (8, 128, 128, 3)
@@ -174,7 +174,7 @@ def test_to_tensor_images_values() -> None:
 
 
 def test_label_region_mask_values() -> None:
-    m = label_region_mask(96, 32)
+    m = label_region_mask(size=96, label_region=32)
     assert m.sum() == 1024 and m[32:64, 32:64].all()
 
 
@@ -186,7 +186,7 @@ def test_label_region_mask_values() -> None:
         ({"n": 1, "size": 8}, ValueError, r"`size` to be an int >= 16"),
         ({"n": 1, "label_region": 33}, ValueError, r"`label_region` .* even number"),
         ({"n": 1, "label_region": 100}, ValueError, r"`label_region` to be at most `size` \(96\)"),
-        ({"n": 1, "tumour_fraction": 1.5}, ValueError, r"`tumour_fraction` to lie in \[0.0, 1.0\]"),
+        ({"n": 1, "tumor_fraction": 1.5}, ValueError, r"`tumor_fraction` to lie in \[0.0, 1.0\]"),
         ({"n": 1, "peripheral_fraction": -0.1}, ValueError, r"`peripheral_fraction` to lie in"),
         ({"n": 1, "stain_jitter": -1.0}, ValueError, r"`stain_jitter` to be a finite number >= 0"),
         ({"n": 1, "background": 2.0}, ValueError, r"`background` to lie in"),
@@ -208,3 +208,30 @@ def test_to_tensor_images_errors() -> None:
         to_tensor_images(torch.zeros(1, 3, 4, 4, dtype=torch.uint8))
     with pytest.raises(TypeError, match=r"`images` to be a torch.Tensor"):
         to_tensor_images([[0]])  # type: ignore[arg-type]
+
+
+def test_nuclear_contrast_default_is_the_unchanged_generator():
+    a = make_patches(16, seed=3)
+    b = make_patches(16, seed=3, nuclear_contrast=1.0)
+    assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
+
+
+def test_nuclear_contrast_changes_only_the_appearance_of_tumor():
+    lo = make_patches(32, seed=5, nuclear_contrast=0.3)
+    hi = make_patches(32, seed=5, nuclear_contrast=1.7)
+    # same geometry and labels, other pixels
+    assert torch.equal(lo.masks, hi.masks) and torch.equal(lo.labels, hi.labels)
+    assert not torch.equal(lo.images, hi.images)
+
+    def contrast(p):
+        gray = p.images.float().mean(-1)
+        return float(gray[~p.masks].mean() - gray[p.masks].mean())  # tumor is darker
+
+    # tumor stands out less from normal tissue at low contrast
+    assert contrast(lo) < contrast(hi)
+
+
+@pytest.mark.parametrize("value", [-0.1, 2.5, float("nan")])
+def test_nuclear_contrast_out_of_range(value):
+    with pytest.raises(ValueError, match="`nuclear_contrast`"):
+        make_patches(1, nuclear_contrast=value)

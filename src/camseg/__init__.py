@@ -15,12 +15,13 @@ Public entry points:
 - :mod:`camseg.metrics`: segmentation, classification, faithfulness and
   localisation metrics;
 - :mod:`camseg.synthetic`: PCam-like synthetic patches with exact masks;
-- :mod:`camseg.slide`: slide-scale tiling, stitching and patient decisions.
+- :mod:`camseg.slide`: slide-scale tiling, stitching and patient decisions;
+- :mod:`camseg.viz`: overlays of maps and masks as uint8 tensors.
 """
 
-from camseg import functional, losses, metrics, postprocess, slide, synthetic
+from camseg import functional, losses, metrics, postprocess, slide, synthetic, viz
 from camseg._targets import Targets
-from camseg.capture import LayerCapture, LayerInfo, list_layers
+from camseg.capture import CAMWarning, LayerCapture, LayerInfo, list_layers
 from camseg.extractors import (
     BaseCAM,
     CAMResult,
@@ -38,6 +39,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "BaseCAM",
     "CAMResult",
+    "CAMWarning",
     "EigenCAM",
     "GradCAM",
     "GradCAMPlusPlus",
@@ -56,4 +58,5 @@ __all__ = [
     "postprocess",
     "slide",
     "synthetic",
+    "viz",
 ]

@@ -15,24 +15,36 @@ places where a silent wrong answer is the alternative.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 __all__ = [
+    "NAN_HINT",
+    "REDUCTIONS",
+    "UNIT_HINT",
+    "Reduction",
+    "as_compute_dtype",
     "check_binary_labels",
     "check_bool_mask",
+    "check_callable",
     "check_finite",
     "check_floating",
+    "check_images",
     "check_in_range",
+    "check_labels",
+    "check_maps",
+    "check_masks",
     "check_ndim",
     "check_nonnegative",
     "check_one_of",
     "check_positive_int",
     "check_probability",
+    "check_reduction",
     "check_same_batch",
     "check_same_shape",
     "check_tensor",
+    "check_unit_range",
     "describe",
 ]
 
@@ -227,3 +239,138 @@ def to_unit_rgb(images: object, name: str = "images") -> torch.Tensor:
         x, name, 0.0, 1.0, hint="Hint: scale float images to [0, 1] or pass uint8 images."
     )
     return x
+
+
+# ---------------------------------------------------------------------------
+# the vocabulary's checks: maps, masks, images, labels, reductions, callables
+# ---------------------------------------------------------------------------
+
+NAN_HINT = "Hint: NaN maps come from a 0/0 normalization of a flat map."
+"""The one hint for non-finite maps."""
+
+UNIT_HINT = (
+    "Hint: normalize the maps first, e.g. camseg.functional.normalize(maps, mode='minmax'), "
+    "or threshold raw maps with threshold_fixed/threshold_otsu and compare yourself."
+)
+"""The one hint for maps outside ``[0, 1]`` where normalized maps are needed."""
+
+Reduction = Literal["mean", "sum", "none"]
+"""How per-image losses are combined: ``"mean"``, ``"sum"`` or ``"none"`` (a ``(B,)`` tensor)."""
+
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+
+_LAYOUT_NDIMS = {"(H, W)": 2, "(B, H, W)": 3, "(B, K, H, W)": 4, "(B, C, H, W)": 4}
+
+
+def _ndims_of(layout: str) -> tuple[int, ...]:
+    """The allowed ndims of a layout such as ``"(B, H, W) or (B, K, H, W)"``."""
+    out = []
+    for part in layout.split(" or "):
+        part = part.strip()
+        out.append(_LAYOUT_NDIMS.get(part, part.count(",") + 1))
+    return tuple(out)
+
+
+def as_compute_dtype(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision tensors (autocast) are promoted to float32; others pass through."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.float()
+    return x
+
+
+def check_unit_range(lo: float, hi: float, name: str = "maps") -> None:
+    """Raise ``ValueError`` unless a map range ``[lo, hi]`` lies in ``[0, 1]``."""
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"Expected `{name}` to be normalized maps with values in [0, 1], but got "
+            f"values in [{lo:.6g}, {hi:.6g}]. {UNIT_HINT}"
+        )
+
+
+def check_maps(
+    maps: object,
+    name: str = "maps",
+    *,
+    layout: str = "(B, H, W)",
+    finite: bool = True,
+    unit: bool = False,
+    nonempty: bool = False,
+) -> torch.Tensor:
+    """Validate floating maps and return them (never a copy).
+
+    Args:
+        maps: the maps.
+        name: the argument's name in messages.
+        layout: the allowed layouts in words, e.g. ``"(B, H, W)"`` or
+            ``"(B, H, W) or (B, K, H, W)"``; their ndims are read from it.
+        finite: raise for NaN or infinity (with :data:`NAN_HINT`).
+        unit: raise unless every value lies in ``[0, 1]`` (with :data:`UNIT_HINT`).
+        nonempty: raise when an image has no pixel (``H == 0`` or ``W == 0``).
+
+    Raises:
+        TypeError: not a tensor, or not floating.
+        ValueError: wrong ndim, empty images (``nonempty``), NaN/inf (``finite``),
+            values outside ``[0, 1]`` (``unit``).
+    """
+    t = check_tensor(maps, name)
+    check_ndim(t, name, _ndims_of(layout), layout)
+    check_floating(t, name)
+    if nonempty and t.ndim >= 2 and (t.shape[-1] == 0 or t.shape[-2] == 0):
+        raise ValueError(
+            f"Expected `{name}` to have at least one pixel per image, "
+            f"but got shape {tuple(t.shape)}."
+        )
+    if finite:
+        check_finite(t, name, NAN_HINT)
+    if unit and t.numel():
+        check_unit_range(float(t.min()), float(t.max()), name)
+    return t
+
+
+def check_masks(
+    masks: object,
+    name: str = "masks",
+    *,
+    like: torch.Tensor | None = None,
+    like_name: str = "maps",
+    layout: str = "(B, H, W)",
+) -> torch.Tensor:
+    """Validate a ``torch.bool`` mask (of ``like``'s shape when given) and return it.
+
+    Raises:
+        TypeError: not a tensor, or not ``torch.bool``.
+        ValueError: wrong ndim, or a shape other than ``like``'s.
+    """
+    check_bool_mask(masks, name, layout, _ndims_of(layout)[0])
+    m = check_tensor(masks, name)
+    if like is not None:
+        check_same_shape(m, name, like, like_name)
+    return m
+
+
+def check_images(images: object, name: str = "images") -> torch.Tensor:
+    """Validate floating ``(B, C, H, W)`` images and return them."""
+    t = check_tensor(images, name)
+    check_ndim(t, name, 4, "(B, C, H, W)")
+    check_floating(t, name)
+    return t
+
+
+def check_labels(
+    labels: object, like: torch.Tensor, name: str = "labels", like_name: str = "maps"
+) -> torch.Tensor:
+    """Validate 0/1 labels ``(B,)`` with the batch of ``like``; return bool on its device."""
+    out = check_binary_labels(labels, name)
+    check_same_batch(like, like_name, out, name)
+    return out.to(like.device)
+
+
+def check_reduction(reduction: object, name: str = "reduction") -> None:
+    """Raise ``ValueError`` unless ``reduction`` is one of :data:`REDUCTIONS`."""
+    check_one_of(reduction, name, REDUCTIONS)
+
+
+def check_callable(fn: object, name: str) -> None:
+    """Raise ``TypeError`` unless ``fn`` is callable."""
+    if not callable(fn):
+        raise TypeError(f"Expected `{name}` to be callable, but got {describe(fn)}.")

@@ -95,12 +95,36 @@ def _run(parts: list[tuple[int, int]], job: Callable[[int, int], object]) -> lis
     return [f.result() for f in futures]
 
 
+def _check_buffer(arr: np.ndarray, name: str, dtype: type, ndim: int) -> None:
+    """Raise ``TypeError`` unless ``arr`` is a C-contiguous ``dtype`` array of ``ndim`` dims.
+
+    The kernels read raw bytes: a float64 or strided buffer of the right length would
+    otherwise be misread, so the format is checked here, not only the length in C.
+    """
+    if (
+        not isinstance(arr, np.ndarray)
+        or arr.dtype != np.dtype(dtype)
+        or arr.ndim != ndim
+        or not arr.flags.c_contiguous
+    ):
+        got = (
+            f"{arr.dtype} array of shape {arr.shape} (C-contiguous: {arr.flags.c_contiguous})"
+            if isinstance(arr, np.ndarray)
+            else type(arr).__name__
+        )
+        raise TypeError(
+            f"Expected `{name}` to be a C-contiguous {np.dtype(dtype)} array with {ndim} "
+            f"dimensions, but got {got}."
+        )
+
+
 def range_f32(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     """Per-row ``(min, max)`` of C-contiguous float32 ``(B, N)``, and whether any is non-finite.
 
     With a non-finite value in a row, that row's min/max are meaningless; the
     caller raises.
     """
+    _check_buffer(flat, "flat", np.float32, 2)
     lib = _lib()
     b, n = flat.shape
     lo = np.empty(b, dtype=np.float32)
@@ -139,6 +163,9 @@ def otsu_f32(
         value is NaN or infinite (the caller raises; nothing of such an image
         is meaningful).
     """
+    _check_buffer(flat, "flat", np.float32, 2)
+    if out is not None:
+        _check_buffer(out, "out", np.bool_, 2)
     lib = _lib()
     b, n = flat.shape
     h, w = shape
@@ -176,6 +203,7 @@ def histogram_f32(flat: np.ndarray, nbins: int) -> np.ndarray:
     The counts of the Otsu kernel, exposed for the tests: ``numpy.histogram``'s
     counts bin for bin (zeros for a constant or non-finite row).
     """
+    _check_buffer(flat, "flat", np.float32, 2)
     lib = _lib()
     b, n = flat.shape
     counts = np.zeros((b, nbins), dtype=np.int64)
@@ -185,6 +213,7 @@ def histogram_f32(flat: np.ndarray, nbins: int) -> np.ndarray:
 
 def small_objects(masks: np.ndarray, min_size: int, connectivity: int) -> None:
     """Remove components below ``min_size`` pixels from bool ``(B, H, W)`` (C order), in place."""
+    _check_buffer(masks, "masks", np.bool_, 3)
     lib = _lib()
     b, h, w = masks.shape
     m = masks.view(np.uint8)

@@ -1,4 +1,10 @@
-"""Turning model outputs and user targets into the scores a CAM differentiates."""
+"""The one interpreter of ``targets``: user targets into class indices and scores.
+
+Extractors and :class:`camseg.LayerCapture` turn :data:`Targets` into the
+scores a CAM differentiates (:func:`resolve_scores`); the perturbation metrics
+need one class per image before any model call (:data:`ClassTargets`,
+:func:`class_indices`, :func:`check_class_range`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import torch
 
 from camseg._checks import describe
 
-__all__ = ["Targets", "resolve_scores"]
+__all__ = ["ClassTargets", "Targets", "check_class_range", "class_indices", "resolve_scores"]
 
 Targets: TypeAlias = (
     int | Sequence[int] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
@@ -27,6 +33,77 @@ Targets: TypeAlias = (
 For a single-logit binary head ``(B, 1)`` class 1 scores the logit and class 0
 scores its negative.
 """
+
+
+ClassTargets: TypeAlias = int | Sequence[int] | torch.Tensor | None
+"""One class per image: ``None`` (the prediction), an int, a sequence or a LongTensor ``(B,)``."""
+
+
+def class_indices(targets: ClassTargets, batch: int, device: torch.device) -> torch.Tensor | None:
+    """One class id per image as a LongTensor ``(batch,)`` on ``device``.
+
+    ``None`` stays ``None`` (the caller takes the model's prediction). A 0-d
+    tensor is expanded to every image. Callables and ``(B, K)`` targets are
+    rejected: the caller needs exactly one class per image.
+
+    Raises:
+        TypeError: for bool, float or complex ids, a callable or another type.
+        ValueError: for a shape other than ``(batch,)`` or a negative id.
+    """
+    if targets is None:
+        return None
+    if isinstance(targets, bool):
+        raise TypeError(f"Expected `targets` to be class ids, but got {describe(targets)}.")
+    if isinstance(targets, int):
+        t = torch.full((batch,), targets, dtype=torch.long, device=device)
+    else:
+        if isinstance(targets, torch.Tensor):
+            t = targets.expand(batch) if targets.ndim == 0 else targets
+        elif isinstance(targets, Sequence) and not isinstance(targets, (str, bytes)):
+            items = list(targets)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+                raise TypeError(
+                    f"Expected `targets` to hold integer class ids, but got {items[:5]!r}."
+                )
+            t = torch.tensor(items, dtype=torch.long)
+        elif callable(targets):
+            raise TypeError(
+                "Expected `targets` to be one class per image (None, an int, a sequence or a "
+                "LongTensor (B,)), but got a callable: this function needs class indices."
+            )
+        else:
+            raise TypeError(
+                f"Expected `targets` to be None, an int, a sequence or a LongTensor (B,), "
+                f"but got {describe(targets)}."
+            )
+        if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+            raise TypeError(f"Expected `targets` to hold integer class ids, but got {t.dtype}.")
+        if t.ndim != 1 or t.shape[0] != batch:
+            raise ValueError(
+                f"Expected `targets` to have shape ({batch},), one class per image, "
+                f"but got shape {tuple(t.shape)}."
+            )
+    if t.numel() and int(t.min()) < 0:
+        raise ValueError(f"Expected `targets` to be >= 0, but got {int(t.min())}.")
+    return t.to(device=device, dtype=torch.long)
+
+
+def check_class_range(indices: torch.Tensor, num_classes: int) -> None:
+    """Raise ``ValueError`` unless every index is a class of a ``num_classes``-logit head.
+
+    A single-logit head (``num_classes == 1``) has the classes 0 and 1.
+    """
+    if not indices.numel():
+        return
+    lo, hi = int(indices.min()), int(indices.max())
+    if lo < 0:
+        raise ValueError(f"Expected `targets` to be >= 0, but got {lo}.")
+    if num_classes == 1 and hi > 1:
+        raise ValueError(f"Expected `targets` in [0, 1] for a single-logit head, but got {hi}.")
+    if num_classes > 1 and hi >= num_classes:
+        raise ValueError(
+            f"Expected `targets` in [0, {num_classes - 1}] for {num_classes} classes, but got {hi}."
+        )
 
 
 def _check_logits(logits: torch.Tensor, name: str) -> None:

@@ -10,9 +10,12 @@ training or ``requires_grad`` flags.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeAlias
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, NamedTuple, TypeAlias, TypeVar, cast, overload
 
 import torch
 from torch import nn
@@ -20,7 +23,7 @@ from torch import nn
 from camseg._checks import check_finite, describe
 from camseg._targets import Targets, resolve_scores
 
-__all__ = ["LayerCapture", "LayerInfo", "LayerSpec", "list_layers"]
+__all__ = ["CAMWarning", "LayerCapture", "LayerInfo", "LayerSpec", "list_layers"]
 
 LayerSpec: TypeAlias = str | nn.Module
 """A layer, given as a dotted name (``"layer4"``, ``"features.29"``) or a module."""
@@ -88,7 +91,49 @@ def resolve_layers(
     return out
 
 
-class LayerCapture:
+class CAMWarning(UserWarning):
+    """A map or gradient that is almost certainly not what the caller wanted (e.g. all zero)."""
+
+
+_VIT_HINT = (
+    "Hint: the layer may not reach the output. In a ViT the last block's patch tokens never "
+    "reach the class token: hook the last block's first norm instead ('blocks.11.norm1' in timm, "
+    "'encoder.layers.encoder_layer_11.ln_1' in torchvision) with `reshape=`; see the layer "
+    "table in the CAM docs."
+)
+
+
+def warn_if_all_zero(tensors: Sequence[torch.Tensor], names: Sequence[str], what: str) -> bool:
+    """Warn (:class:`CAMWarning`) for each layer whose ``what`` is zero everywhere; True if any."""
+    warned = False
+    for name, t in zip(names, tensors):
+        if t.numel() and not bool(t.detach().ne(0).any()):
+            warnings.warn(
+                f"Every {what} of layer {name!r} is zero in this call, so its maps are all zero "
+                f"and carry no information. {_VIT_HINT}",
+                CAMWarning,
+                stacklevel=3,
+            )
+            warned = True
+    return warned
+
+
+class _ThreadState(threading.local):
+    """What one thread is doing with one capture; other threads never see it."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.entered = False
+        self.attached = False
+        self.grad_at_layer = False
+        self.records: dict[str, list[torch.Tensor]] = {}
+
+
+_Grads = TypeVar("_Grads", torch.Tensor, list[torch.Tensor])
+_Self = TypeVar("_Self", bound="LayerCapture[Any]")
+
+
+class LayerCapture(Generic[_Grads]):
     """Record layer outputs during a forward pass and differentiate scores w.r.t. them.
 
     Hooks are registered when the ``with`` block starts and removed when it
@@ -99,13 +144,27 @@ class LayerCapture:
     parameter ``.grad`` is never touched and only the part of the graph between
     the layer and the score is walked.
 
-    The hooked layer's output is handed on to the rest of the network as a
-    copy, so in-place operations after the layer (``ReLU(inplace=True)``) cannot
-    alter the recorded activations.
+    The recorded activations can never be changed by what runs after the layer:
+    with autograd on, the rest of the network receives a copy of the layer's
+    output; with autograd off (:func:`torch.no_grad`, inference mode) the
+    recorded tensor is the copy. So in-place operations after the layer
+    (``ReLU(inplace=True)``, ``out += identity``) cannot alter them.
+
+    Threads: each thread records only the forward passes it runs itself, so two
+    threads may share a model (each with its own capture or extractor) and may
+    even share one capture or extractor; a capture is entered at most once per
+    thread at a time.
+
+    Recording sessions (for code built on top, such as the extractors):
+    :meth:`attach` registers the hooks without recording, :meth:`session` records
+    for the duration of a block (optionally switching autograd on at the first
+    hooked layer, so the network below it records no graph), and
+    :meth:`score_gradients` differentiates given scores.
 
     Args:
         model: the network.
-        layers: a layer (dotted name or module) or a sequence of them.
+        layers: a layer (dotted name or module) or a sequence of them. One layer
+            makes :meth:`grad` return a tensor, a sequence a list of tensors.
         reshape: optional callable applied to each recorded output before it is
             returned (and to its gradient), e.g.
             ``functools.partial(camseg.functional.tokens_to_grid, prefix_tokens=1)``
@@ -130,6 +189,24 @@ class LayerCapture:
         (torch.Size([2, 8, 8]), True)
     """
 
+    @overload
+    def __init__(
+        self: LayerCapture[torch.Tensor],
+        model: nn.Module,
+        layers: LayerSpec,
+        *,
+        reshape: Reshape | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: LayerCapture[list[torch.Tensor]],
+        model: nn.Module,
+        layers: Sequence[LayerSpec],
+        *,
+        reshape: Reshape | None = None,
+    ) -> None: ...
+
     def __init__(
         self,
         model: nn.Module,
@@ -139,85 +216,154 @@ class LayerCapture:
     ) -> None:
         self.model = model
         self.layers = resolve_layers(model, layers)
+        self._single = isinstance(layers, (str, nn.Module))
         if reshape is not None and not callable(reshape):
             raise TypeError(
                 f"Expected `reshape` to be a callable or None, but got {describe(reshape)}."
             )
         self.reshape = reshape
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._records: dict[str, list[torch.Tensor]] = {}
-        self._active = False
-        # Set by the extractors: record only inside their forward, and switch
-        # autograd on at the first hooked layer (the network below it then
-        # records no graph).
-        self._enable_grad_at_layer = False
-        self._paused = False
+        self._users = 0
+        self._lock = threading.Lock()
+        self._state = _ThreadState()
 
-    # -- context management ------------------------------------------------
-    def __enter__(self) -> LayerCapture:
-        if self._active:
-            raise ValueError(
-                "Expected a `LayerCapture` to be entered once, but it is already active."
-            )
-        self._records = {}
-        try:
-            for name, module in self.layers:
-                self._handles.append(module.register_forward_hook(self._make_hook(name)))
-        except BaseException:
-            self._remove()
-            raise
-        self._active = True
-        return self
+    # -- hooks (shared by all threads, counted) -------------------------------
+    def _acquire(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                try:
+                    for name, module in self.layers:
+                        self._handles.append(module.register_forward_hook(self._make_hook(name)))
+                except BaseException:
+                    self._remove()
+                    raise
+            self._users += 1
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._remove()
-        self._records = {}
-        self._active = False
+    def _release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self._remove()
 
     def _remove(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
 
+    def _check_not_busy(self) -> None:
+        state = self._state
+        if state.entered or state.recording:
+            raise ValueError(
+                "Expected a `LayerCapture` to be entered once per thread, but it is already "
+                "active in this thread. Hint: leave the first `with` block, or use a second "
+                "capture (or extractor); other threads may use this one concurrently."
+            )
+
+    # -- context management ------------------------------------------------
+    def __enter__(self: _Self) -> _Self:
+        self._check_not_busy()
+        self._acquire()
+        state = self._state
+        state.records = {}
+        state.entered = state.recording = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        state = self._state
+        if not state.entered:
+            return
+        state.records = {}
+        state.entered = state.recording = False
+        self._release()
+
+    def attach(self) -> None:
+        """Register the hooks without recording (recording happens in :meth:`session`).
+
+        Raises:
+            ValueError: if this thread already attached or entered the capture.
+        """
+        if self._state.attached:
+            raise ValueError(
+                "Expected a `LayerCapture` to be attached once per thread, but it is already "
+                "attached (an extractor's `with` block is entered twice)."
+            )
+        self._state.attached = True
+        self._acquire()
+
+    def detach(self) -> None:
+        """Undo :meth:`attach`; the hooks go when no thread uses them any more."""
+        if self._state.attached:
+            self._state.attached = False
+            self._release()
+
+    @contextlib.contextmanager
+    def session(self: _Self, *, grad_at_layer: bool = False) -> Iterator[_Self]:
+        """Record this thread's forward passes for the duration of the block.
+
+        Records are cleared when the block starts and when it ends. The hooks
+        are registered for the block if :meth:`attach` did not already.
+
+        Args:
+            grad_at_layer: switch autograd on at the first hooked layer, so a
+                forward run under :func:`torch.no_grad` records a graph only
+                from the layer on (what gradient CAMs need).
+
+        Raises:
+            ValueError: if this thread is already recording with this capture.
+        """
+        self._check_not_busy()
+        state = self._state
+        self._acquire()
+        state.records = {}
+        state.recording = True
+        state.grad_at_layer = grad_at_layer
+        try:
+            yield self
+        finally:
+            state.recording = False
+            state.grad_at_layer = False
+            state.records = {}
+            self._release()
+
     def _make_hook(self, name: str) -> Callable[[nn.Module, Any, Any], Any]:
         def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
-            if self._paused:
+            state = self._state
+            if not state.recording:
                 return None
             if not isinstance(output, torch.Tensor):
                 raise TypeError(
                     f"Expected layer {name!r} to output a tensor, but it returned "
                     f"{describe(output)}. Hint: capture a submodule that returns a tensor."
                 )
-            if self._enable_grad_at_layer and not torch.is_grad_enabled():
+            if state.grad_at_layer and not torch.is_grad_enabled():
                 torch.set_grad_enabled(True)
             if torch.is_grad_enabled():
                 recorded = output if output.requires_grad else output.detach().requires_grad_(True)
-                passed_on = recorded.clone()
-            else:
-                recorded = output
-                passed_on = output
-            self._records.setdefault(name, []).append(recorded)
-            return passed_on if passed_on is not output else None
+                state.records.setdefault(name, []).append(recorded)
+                return recorded.clone()
+            # no graph: keep a copy, so in-place ops after the layer cannot rewrite it
+            state.records.setdefault(name, []).append(output.detach().clone())
+            return None
 
         return hook
 
     # -- reading -------------------------------------------------------------
     def _require_active(self, what: str) -> None:
-        if not self._active:
+        if not self._state.recording:
             raise ValueError(
                 f"Expected `LayerCapture.{what}` to be used inside the capture's `with` block, but "
-                "the block is not active (not entered yet, or already left; records are released "
-                "when it ends)."
+                "the block is not active (not entered yet, already left, or entered in another "
+                "thread; records are released when it ends)."
             )
 
     def clear(self) -> None:
-        """Forget the recorded outputs (keeps the hooks)."""
-        self._records = {}
+        """Forget this thread's recorded outputs (keeps the hooks)."""
+        self._state.records = {}
 
     def raw(self, name: str) -> torch.Tensor:
         """The recorded output of layer ``name`` before ``reshape``."""
         self._require_active("raw")
-        records = self._records.get(name)
+        records = self._state.records.get(name)
         if not records:
             raise ValueError(
                 f"Expected layer {name!r} to run in the forward pass, but it never did. Hint: "
@@ -226,7 +372,8 @@ class LayerCapture:
         if len(records) > 1:
             raise ValueError(
                 f"Expected layer {name!r} to run once per forward pass, but it ran "
-                f"{len(records)} times (a shared module). Hint: capture a layer that runs once."
+                f"{len(records)} times in this thread (a shared module, or several forwards "
+                "in one block). Hint: capture a layer that runs once."
             )
         return records[0]
 
@@ -251,6 +398,48 @@ class LayerCapture:
             )
         return next(iter(self.outputs.values()))
 
+    def score_gradients(
+        self,
+        scores: torch.Tensor,
+        *,
+        create_graph: bool = False,
+        retain_graph: bool | None = None,
+    ) -> list[torch.Tensor]:
+        """Gradients of ``scores`` ``(B,)`` or ``(B, K)`` w.r.t. every recorded output.
+
+        Returns:
+            One gradient per layer, in layer order, shaped like the (reshaped)
+            output, with a target dimension after the batch for ``(B, K)`` scores.
+
+        Raises:
+            ValueError: if the outputs were recorded without autograd, the scores
+                do not depend on them, or a gradient is not finite.
+
+        Warns:
+            CAMWarning: for a layer whose (reshaped) gradient is zero everywhere.
+        """
+        self._require_active("score_gradients")
+        raws = [self.raw(name) for name, _ in self.layers]
+        grads = gradients(scores, raws, create_graph=create_graph, retain_graph=retain_graph)
+        names = [name for name, _ in self.layers]
+        for name, g in zip(names, grads):
+            check_finite(
+                g, f"gradient of layer {name!r}", "Hint: check the model output for overflow."
+            )
+        if self.reshape is not None:
+            grads = [self._reshape_grad(g, scores.ndim == 2) for g in grads]
+        # after the reshape: a ViT's last block has a class-token gradient but none on patches
+        warn_if_all_zero(grads, names, "gradient")
+        return grads
+
+    def _reshape_grad(self, g: torch.Tensor, has_k: bool) -> torch.Tensor:
+        assert self.reshape is not None
+        if not has_k:
+            return self.reshape(g)
+        b, k = g.shape[:2]
+        out = self.reshape(g.flatten(0, 1))
+        return out.reshape(b, k, *out.shape[1:])
+
     def grad(
         self,
         logits: torch.Tensor,
@@ -258,7 +447,7 @@ class LayerCapture:
         *,
         create_graph: bool = False,
         retain_graph: bool | None = None,
-    ) -> torch.Tensor | list[torch.Tensor]:
+    ) -> _Grads:
         """Gradients of the target scores w.r.t. the recorded outputs.
 
         Args:
@@ -274,36 +463,25 @@ class LayerCapture:
                 ``create_graph``.
 
         Returns:
-            One gradient tensor (one captured layer) or a list in layer order,
-            each with the shape of the (reshaped) output, with a target
-            dimension inserted after the batch for ``(B, K)`` targets.
+            A tensor for a capture made with one layer, a list in layer order
+            for one made with a sequence of layers; each has the shape of the
+            (reshaped) output, with a target dimension inserted after the batch
+            for ``(B, K)`` targets.
 
         Raises:
             ValueError: if the outputs were recorded without autograd, the
                 targets do not fit the logits, or a gradient is not finite.
+
+        Warns:
+            CAMWarning: for a layer whose gradient is zero everywhere.
         """
         self._require_active("grad")
         if isinstance(logits, torch.Tensor) and logits.ndim == 1 and targets is None:
             scores = logits
         else:
             scores, _ = resolve_scores(logits, targets)
-        raws = [self.raw(name) for name, _ in self.layers]
-        grads = gradients(scores, raws, create_graph=create_graph, retain_graph=retain_graph)
-        if self.reshape is not None:
-            grads = [_reshape_batched(self.reshape, g, scores.ndim == 2) for g in grads]
-        for (name, _), g in zip(self.layers, grads):
-            check_finite(
-                g, f"gradient of layer {name!r}", "Hint: check the model output for overflow."
-            )
-        return grads[0] if len(grads) == 1 else grads
-
-
-def _reshape_batched(reshape: Reshape, g: torch.Tensor, has_k: bool) -> torch.Tensor:
-    if not has_k:
-        return reshape(g)
-    b, k = g.shape[:2]
-    out = reshape(g.flatten(0, 1))
-    return out.reshape(b, k, *out.shape[1:])
+        grads = self.score_gradients(scores, create_graph=create_graph, retain_graph=retain_graph)
+        return cast(_Grads, grads[0] if self._single else grads)
 
 
 def gradients(
@@ -392,8 +570,8 @@ class LayerInfo(NamedTuple):
 
 def list_layers(
     model: nn.Module,
-    input_size: tuple[int, ...] = (3, 96, 96),
     *,
+    input_size: tuple[int, ...] = (3, 96, 96),
     leaves_only: bool = False,
 ) -> list[LayerInfo]:
     """The names that can be passed as a layer, with output shapes for an input size.
@@ -418,7 +596,7 @@ def list_layers(
 
     Example:
         >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
-        >>> for row in list_layers(model, (3, 32, 32)):
+        >>> for row in list_layers(model, input_size=(3, 32, 32)):
         ...     print(row.name, row.type, row.output_shape)
         0 Conv2d (2, 8, 30, 30)
         1 ReLU (2, 8, 30, 30)

@@ -18,23 +18,24 @@ flags, ``requires_grad`` flags and parameter ``.grad`` are left as found.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import ClassVar, Literal, NamedTuple, TypeAlias
+import math
+from collections.abc import Sequence
+from typing import ClassVar, Literal, NamedTuple, TypeAlias, TypeVar
 
 import torch
 from torch import nn
 
 from camseg import functional as CF
-from camseg._checks import check_finite, check_floating, check_one_of, describe
-from camseg._targets import Targets, resolve_scores
-from camseg.capture import (
-    LayerCapture,
-    LayerSpec,
-    Reshape,
-    _reshape_batched,
-    gradients,
-    resolve_layers,
+from camseg._checks import (
+    check_finite,
+    check_floating,
+    check_ndim,
+    check_one_of,
+    check_tensor,
+    describe,
 )
+from camseg._targets import Targets, resolve_scores
+from camseg.capture import LayerCapture, LayerSpec, Reshape, resolve_layers, warn_if_all_zero
 
 __all__ = [
     "BaseCAM",
@@ -66,6 +67,9 @@ class CAMResult(NamedTuple):
     """The explained classes ``(B,)`` or ``(B, K)`` (``None`` for a callable target)."""
 
 
+_Self = TypeVar("_Self", bound="BaseCAM")
+
+
 class BaseCAM:
     """Shared machinery of the extractors; subclasses implement :meth:`weigh`.
 
@@ -75,7 +79,7 @@ class BaseCAM:
         layers: the layer to explain (dotted name or module), or several, whose
             maps are fused: each layer's raw map is resized to the common size,
             divided by its per-image maximum (so each layer counts equally and
-            zero stays zero) and the layers are averaged; the normalisation
+            zero stays zero) and the layers are averaged; the normalization
             then applies to the fused map.
         reshape: optional callable turning a layer output into ``(B, C, h, w)``
             (e.g. :func:`camseg.functional.tokens_to_grid` for ViTs).
@@ -83,9 +87,11 @@ class BaseCAM:
     Raises:
         TypeError: if ``model`` is not a module.
         ValueError: if a layer is not part of the model.
+
+    Threads: an extractor records only the forward passes of the thread that
+    calls it, so threads may share a model and even an extractor.
     """
 
-    method: ClassVar[str] = "base"
     uses_gradients: ClassVar[bool] = True
 
     def __init__(
@@ -97,34 +103,14 @@ class BaseCAM:
     ) -> None:
         self.model = model
         self._capture = LayerCapture(model, layers, reshape=reshape)
-        self._in_block = False
 
     # -- hooks ---------------------------------------------------------------
-    def __enter__(self) -> BaseCAM:
-        self._capture.__enter__()
-        self._capture._paused = True
-        self._in_block = True
+    def __enter__(self: _Self) -> _Self:
+        self._capture.attach()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._in_block = False
-        self._capture._paused = False
-        self._capture.__exit__(*exc_info)
-
-    @contextlib.contextmanager
-    def _hooks(self) -> Iterator[LayerCapture]:
-        cap = self._capture
-        if self._in_block:
-            cap.clear()
-            cap._paused = False
-            try:
-                yield cap
-            finally:
-                cap._paused = True
-                cap.clear()
-        else:
-            with cap:
-                yield cap
+        self._capture.detach()
 
     def __repr__(self) -> str:
         names = [n for n, _ in self._capture.layers]
@@ -133,7 +119,7 @@ class BaseCAM:
     # -- public API ----------------------------------------------------------
     def __call__(
         self,
-        x: torch.Tensor,
+        images: torch.Tensor,
         targets: Targets = None,
         *,
         normalize: CF.NormalizeMode = "minmax",
@@ -143,7 +129,8 @@ class BaseCAM:
         """Compute maps for a batch.
 
         Args:
-            x: images ``(B, C, H, W)``, floating point.
+            images: ``(B, C, H, W)``, floating point, finite, in the model's
+                dtype and on its device.
             targets: what to explain; see :data:`camseg.Targets`.
             normalize: ``"minmax"`` (default, for display), ``"max"`` (zero
                 stays zero) or ``None`` (raw maps).
@@ -153,21 +140,32 @@ class BaseCAM:
 
         Returns:
             Maps ``(B, H, W)``, or ``(B, K, H, W)`` for ``(B, K)`` targets, on
-            ``x.device``; float32 under autocast, else the activations' dtype.
+            ``images.device`` and in ``images.dtype`` (so float32 for float32
+            images under autocast, bfloat16 for a ``.bfloat16()`` model fed
+            bfloat16 images). Half-precision maps are computed in float32 and
+            rounded once at the end.
 
         Raises:
-            TypeError: for a non-tensor or non-floating ``x`` or bad targets.
-            ValueError: for a non-4-D or empty ``x``, targets that do not fit
-                the model output, layers that did not run, non-finite
-                activations or gradients.
+            TypeError: for non-tensor or non-floating ``images``, images whose
+                dtype the model does not take, or bad targets.
+            ValueError: for non-4-D, empty or non-finite ``images``, images the
+                model rejects (channels, device), targets that do not fit the
+                model output, layers that did not run, channels-last or token
+                activations without ``reshape=``, non-finite activations or
+                gradients.
+
+        Warns:
+            CAMWarning: when every gradient of a layer is zero in the call (a
+                ViT hooked at its last block; the maps are then all zero), or,
+                for the gradient-free methods, every activation.
         """
-        return self.compute(
-            x, targets, normalize=normalize, size=size, create_graph=create_graph
+        return self.explain(
+            images, targets, normalize=normalize, size=size, create_graph=create_graph
         ).maps
 
-    def compute(
+    def explain(
         self,
-        x: torch.Tensor,
+        images: torch.Tensor,
         targets: Targets = None,
         *,
         normalize: CF.NormalizeMode = "minmax",
@@ -176,12 +174,14 @@ class BaseCAM:
     ) -> CAMResult:
         """Like calling the extractor, but also return the logits and targets.
 
+        Takes the arguments of :meth:`__call__` and raises the same errors.
+
         Returns:
             :class:`CAMResult` ``(maps, logits, targets)`` from one forward pass.
         """
-        _check_images(x)
+        _check_images(images)
         check_one_of(normalize, "normalize", ("minmax", "max", None))
-        out_size = _check_size(size, x)
+        out_size = _check_size(size, images)
         if not isinstance(create_graph, bool):
             raise TypeError(
                 f"Expected `create_graph` to be a bool, but got {describe(create_graph)}."
@@ -192,16 +192,19 @@ class BaseCAM:
                 "since it needs gradients w.r.t. the activations. camseg already records no "
                 "graph below the hooked layer; LinearCAM and EigenCAM work in inference mode."
             )
-        with self._hooks() as cap:
-            logits, acts, grads, idx, has_k = self._forward(cap, x, targets, create_graph)
+        with self._capture.session(grad_at_layer=self.uses_gradients and not create_graph) as cap:
+            logits, acts, grads, idx, has_k = self._forward(cap, images, targets, create_graph)
+        names = [n for n, _ in self._capture.layers]
+        if grads is None:  # gradient-free: maps of all-zero activations are all zero
+            warn_if_all_zero(acts, names, "activation")
         raw = []
-        for i, a in enumerate(acts):
+        for i, (name, a) in enumerate(zip(names, acts)):
             g = grads[i] if grads is not None else None
-            raw.append(self._raw_map(a, g, idx))
+            raw.append(self._raw_map(a, g, idx, name=name, image_hw=tuple(images.shape[-2:])))
         if has_k and not self.uses_gradients and raw[0].ndim == 3 and idx is not None:
             raw = [m.unsqueeze(1).expand(-1, idx.shape[1], -1, -1) for m in raw]
         maps = _fuse(raw, out_size)
-        maps = CF.normalize(maps, normalize)
+        maps = CF.normalize(maps, mode=normalize).to(images.dtype)
         if not create_graph:
             maps = maps.detach()
             if isinstance(logits, torch.Tensor):
@@ -215,30 +218,18 @@ class BaseCAM:
         torch.Tensor, list[torch.Tensor], list[torch.Tensor] | None, torch.Tensor | None, bool
     ]:
         names = [n for n, _ in cap.layers]
-        if self.uses_gradients:
-            cap._enable_grad_at_layer = not create_graph
-            grad_ctx = contextlib.nullcontext() if create_graph else torch.no_grad()
-            try:
-                with grad_ctx:
-                    logits = self.model(x)
-            finally:
-                cap._enable_grad_at_layer = False
-            with torch.enable_grad():
-                scores, idx = resolve_scores(logits, targets)
-                raws = [cap.raw(n) for n in names]
-                for n, a in zip(names, raws):
-                    check_finite(a, f"activations of layer {n!r}")
-                grads = gradients(scores, raws, create_graph=create_graph)
-            for n, g in zip(names, grads):
-                check_finite(g, f"gradient of layer {n!r}", "Hint: check the logits for overflow.")
-            acts = list(cap.outputs.values())
-            if cap.reshape is not None:
-                reshape = cap.reshape
-                grads = [_reshape_batched(reshape, g, scores.ndim == 2) for g in grads]
-            return logits, acts, grads, idx, scores.ndim == 2
         grad_ctx = contextlib.nullcontext() if create_graph else torch.no_grad()
         with grad_ctx:
-            logits = self.model(x)
+            logits = _run_model(self.model, x)
+        if self.uses_gradients:
+            with torch.enable_grad():
+                scores, idx = resolve_scores(logits, targets)
+                for n in names:
+                    check_finite(cap.raw(n), f"activations of layer {n!r}")
+                grads = cap.score_gradients(scores, create_graph=create_graph)
+            acts = list(cap.outputs.values())
+            return logits, acts, grads, idx, scores.ndim == 2
+        with grad_ctx:
             acts = list(cap.outputs.values())
         for n, a in zip(names, acts):
             check_finite(a, f"activations of layer {n!r}")
@@ -258,15 +249,16 @@ class BaseCAM:
         return True
 
     def _raw_map(
-        self, a: torch.Tensor, g: torch.Tensor | None, idx: torch.Tensor | None
+        self,
+        a: torch.Tensor,
+        g: torch.Tensor | None,
+        idx: torch.Tensor | None,
+        *,
+        name: str,
+        image_hw: tuple[int, ...],
     ) -> torch.Tensor:
         a = _as_float(a)
-        if a.ndim != 4:
-            raise ValueError(
-                f"Expected the captured activations to have shape (B, C, h, w), but got shape "
-                f"{tuple(a.shape)}. Hint: pass `reshape=` (e.g. camseg.functional.tokens_to_grid "
-                "for transformer tokens)."
-            )
+        _check_layout(a, name, image_hw, reshaped=self._capture.reshape is not None)
         return self.weigh(a, _as_float(g) if g is not None else None, idx)
 
     _weighting: ClassVar[staticmethod[[torch.Tensor, torch.Tensor], torch.Tensor] | None] = None
@@ -295,18 +287,95 @@ def _as_float(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _check_images(x: object) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(
-            f"Expected `x` to be a torch.Tensor of images (B, C, H, W), but got {describe(x)}."
-        )
-    if x.ndim != 4:
-        raise ValueError(
-            f"Expected `x` to be a tensor of shape (B, C, H, W), but got shape {tuple(x.shape)}."
-        )
+def _check_images(images: object) -> None:
+    x = check_tensor(images, "images")
+    check_ndim(x, "images", 4, "(B, C, H, W)")
     if x.shape[0] == 0:
-        raise ValueError("Expected `x` to hold at least one image, but got an empty batch (B = 0).")
-    check_floating(x, "x")
+        raise ValueError(
+            "Expected `images` to hold at least one image, but got an empty batch (B = 0)."
+        )
+    check_floating(x, "images")
+    check_finite(x, "images")
+
+
+def _first(model: nn.Module, kind: type[nn.Module]) -> tuple[str, nn.Module] | None:
+    return next(((n, m) for n, m in model.named_modules() if isinstance(m, kind)), None)
+
+
+def _run_model(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``model(images)``; a RuntimeError caused by the images becomes a TypeError/ValueError."""
+    try:
+        return model(images)
+    except RuntimeError as err:
+        if isinstance(err, torch.OutOfMemoryError):
+            raise
+        better = _explain_model_error(model, images)
+        if better is None:
+            raise
+        raise better from err
+
+
+def _explain_model_error(model: nn.Module, images: torch.Tensor) -> Exception | None:
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    autocast = torch.is_autocast_enabled() or torch.is_autocast_enabled("cpu")
+    if param is not None and param.device != images.device:
+        return ValueError(
+            f"Expected `images` on the model's device {param.device}, but got {images.device}. "
+            f"Hint: `images.to({str(param.device)!r})`."
+        )
+    if param is not None and param.dtype != images.dtype and not autocast:
+        return TypeError(
+            f"Expected `images` in the model's dtype {param.dtype}, but got {images.dtype}, and "
+            f"the model raised. Hint: `images.to({param.dtype})` (or use torch.autocast)."
+        )
+    for kind in (nn.Conv2d, nn.Conv1d, nn.Conv3d):
+        first = _first(model, kind)
+        if first is not None:
+            name, conv = first
+            assert isinstance(conv, nn.Conv2d | nn.Conv1d | nn.Conv3d)
+            if kind is nn.Conv2d and conv.in_channels != images.shape[1]:
+                return ValueError(
+                    f"Expected `images` to have {conv.in_channels} channels (the model's first "
+                    f"convolution {name!r} takes {conv.in_channels}), but got shape "
+                    f"{tuple(images.shape)}."
+                )
+            break
+    return None
+
+
+def _aspect_matches(h: int, w: int, image_hw: tuple[int, ...]) -> bool:
+    if min(h, w, *image_hw) <= 0:
+        return False
+    return abs(math.log((h / w) / (image_hw[0] / image_hw[1]))) <= math.log(1.5)
+
+
+def _check_layout(a: torch.Tensor, name: str, image_hw: tuple[int, ...], *, reshaped: bool) -> None:
+    """Reject activations that are not ``(B, C, h, w)``: tokens, or channels-last features."""
+    if a.ndim == 3:
+        raise ValueError(
+            f"Expected the activations of layer {name!r} to have shape (B, C, h, w), but got "
+            f"shape {tuple(a.shape)} (tokens (B, N, C)?). Hint: pass `reshape=` (e.g. "
+            "functools.partial(camseg.functional.tokens_to_grid, prefix_tokens=1) for a ViT "
+            "with a class token)."
+        )
+    if a.ndim != 4:
+        raise ValueError(
+            f"Expected the activations of layer {name!r} to have shape (B, C, h, w), but got "
+            f"shape {tuple(a.shape)}. Hint: pass `reshape=` to turn them into (B, C, h, w)."
+        )
+    _, d1, d2, d3 = a.shape
+    if (
+        not reshaped
+        and d3 > max(d1, d2)
+        and _aspect_matches(d1, d2, image_hw)
+        and not _aspect_matches(d2, d3, image_hw)
+    ):
+        raise ValueError(
+            f"Expected the activations of layer {name!r} to have shape (B, C, h, w), but got "
+            f"shape {tuple(a.shape)}, which looks channels-last (B, h, w, C) as in Swin stages. "
+            "Hint: pass `reshape=lambda a: a.permute(0, 3, 1, 2)`; if the layout really is "
+            "(B, C, h, w), pass `reshape=lambda a: a` to skip this check."
+        )
 
 
 def _check_size(size: Size, x: torch.Tensor) -> tuple[int, int] | None:
@@ -333,7 +402,7 @@ def _fuse(raw: list[torch.Tensor], size: tuple[int, int] | None) -> torch.Tensor
     if size is None:
         size = max((tuple(m.shape[-2:]) for m in raw), key=lambda s: s[0] * s[1])  # type: ignore[assignment]
     assert size is not None
-    scaled = [CF.normalize(CF.upsample(m, size), "max") for m in raw]
+    scaled = [CF.normalize(CF.upsample(m, size), mode="max") for m in raw]
     return torch.stack(scaled, dim=0).mean(dim=0)
 
 
@@ -355,7 +424,6 @@ class GradCAM(BaseCAM):
         (torch.Size([4, 16, 16]), True, True)
     """
 
-    method = "gradcam"
     _weighting = staticmethod(CF.gradcam)
 
 
@@ -377,8 +445,6 @@ class GradCAMPlusPlus(BaseCAM):
         >>> camseg.GradCAMPlusPlus(model, "1")(torch.rand(2, 3, 8, 8)).shape
         torch.Size([2, 8, 8])
     """
-
-    method = "gradcam_pp"
 
     def __init__(
         self,
@@ -413,7 +479,6 @@ class HiResCAM(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    method = "hirescam"
     _weighting = staticmethod(CF.hirescam)
 
 
@@ -428,7 +493,6 @@ class XGradCAM(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    method = "xgradcam"
     _weighting = staticmethod(CF.xgradcam)
 
 
@@ -443,7 +507,6 @@ class LayerCAM(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    method = "layercam"
     _weighting = staticmethod(CF.layercam)
 
 
@@ -451,7 +514,7 @@ class LinearCAM(BaseCAM):
     """Closed-form CAM of a GAP + linear head (Zhou et al., CVPR 2016); no backward.
 
     Equals Grad-CAM times ``h * w`` when the layer's output is global-average
-    pooled into the linear ``head``; after normalisation the two agree. Works
+    pooled into the linear ``head``; after normalization the two agree. Works
     under :func:`torch.inference_mode`.
 
     Args:
@@ -476,7 +539,6 @@ class LinearCAM(BaseCAM):
         True
     """
 
-    method = "linear_cam"
     uses_gradients = False
 
     def __init__(
@@ -529,7 +591,6 @@ class EigenCAM(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    method = "eigencam"
     uses_gradients = False
 
     def _needs_targets(self) -> bool:

@@ -81,7 +81,7 @@ class SyntheticPatches(NamedTuple):
     masks: torch.Tensor
 
 
-def label_region_mask(size: int = 96, label_region: int = 32) -> torch.Tensor:
+def label_region_mask(*, size: int = 96, label_region: int = 32) -> torch.Tensor:
     """Boolean mask of the centred label region of a square patch.
 
     Args:
@@ -97,7 +97,7 @@ def label_region_mask(size: int = 96, label_region: int = 32) -> torch.Tensor:
         ValueError: if ``label_region`` exceeds ``size`` or cannot be centred.
 
     Example:
-        >>> m = label_region_mask(6, 2)
+        >>> m = label_region_mask(size=6, label_region=2)
         >>> m.nonzero().tolist()
         [[2, 2], [2, 3], [3, 2], [3, 3]]
     """
@@ -147,10 +147,11 @@ def make_patches(
     size: int = 96,
     seed: int = 0,
     label_region: int = 32,
-    tumour_fraction: float = 0.5,
+    tumor_fraction: float = 0.5,
     peripheral_fraction: float = 0.3,
     stain_jitter: float = 0.1,
     background: float = 0.25,
+    nuclear_contrast: float = 1.0,
 ) -> SyntheticPatches:
     """Generate H&E-like lymph-node patches with exact tumour masks.
 
@@ -168,13 +169,19 @@ def make_patches(
         seed: seed of the random streams; equal seeds give equal patches.
         label_region: side of the centred square that decides the label (pixels);
             ``size - label_region`` must be even.
-        tumour_fraction: expected fraction of positive patches.
+        tumor_fraction: expected fraction of positive patches.
         peripheral_fraction: expected fraction of the negatives that hold tumour
             outside the label region.
         stain_jitter: strength of the per-patch stain variation (standard
             deviation of the log stain intensities; 0 disables it).
         background: probability that a patch holds fat/background holes (white
             areas in normal tissue).
+        nuclear_contrast: how far tumor nuclei differ from normal ones (size,
+            crowding, outline irregularity and chromatin texture): 1 is the
+            default appearance, smaller values make tumor harder to tell from
+            normal tissue (0: tumor nuclei as large, sparse and regular as normal
+            nuclei, with only the cytoplasm and the stain left to tell), larger
+            values exaggerate the difference (at most 2).
 
     Returns:
         :class:`SyntheticPatches` ``(images, labels, masks)``: ``torch.uint8`` images
@@ -190,7 +197,7 @@ def make_patches(
         >>> images, labels, masks = make_patches(4, seed=0)
         >>> tuple(images.shape), images.dtype, tuple(masks.shape), labels.dtype
         ((4, 96, 96, 3), torch.uint8, (4, 96, 96), torch.int64)
-        >>> centre = label_region_mask(96, 32)
+        >>> centre = label_region_mask(size=96, label_region=32)
         >>> bool((labels == (masks & centre).flatten(1).any(1)).all())
         True
 
@@ -201,10 +208,15 @@ def make_patches(
     check_positive_int(size, "size", minimum=16)
     check_positive_int(seed, "seed", minimum=0)
     _check_label_region(label_region, size)
-    check_probability(tumour_fraction, "tumour_fraction")
+    check_probability(tumor_fraction, "tumor_fraction")
     check_probability(peripheral_fraction, "peripheral_fraction")
     check_nonnegative(stain_jitter, "stain_jitter")
     check_probability(background, "background")
+    check_nonnegative(nuclear_contrast, "nuclear_contrast")
+    if not nuclear_contrast <= 2.0:
+        raise ValueError(
+            f"Expected `nuclear_contrast` to lie in [0, 2], but got {nuclear_contrast!r}."
+        )
 
     images = torch.empty(n, size, size, 3, dtype=torch.uint8)
     masks = torch.empty(n, size, size, dtype=torch.bool)
@@ -216,15 +228,16 @@ def make_patches(
             gen,
             size=size,
             label_region=label_region,
-            tumour_fraction=tumour_fraction,
+            tumor_fraction=tumor_fraction,
             peripheral_fraction=peripheral_fraction,
             stain_jitter=stain_jitter,
             background=background,
+            nuclear_contrast=float(nuclear_contrast),
             images_out=images[part],
             masks_out=masks[part],
             scratch=scratch,
         )
-    centre = label_region_mask(size, label_region)
+    centre = label_region_mask(size=size, label_region=label_region)
     labels = (masks & centre).flatten(1).any(1).long()
     return SyntheticPatches(images, labels, masks)
 
@@ -349,10 +362,11 @@ def _render_chunk(
     *,
     size: int,
     label_region: int,
-    tumour_fraction: float,
+    tumor_fraction: float,
     peripheral_fraction: float,
     stain_jitter: float,
     background: float,
+    nuclear_contrast: float,
     images_out: torch.Tensor,
     masks_out: torch.Tensor,
     scratch: _Scratch,
@@ -377,7 +391,7 @@ def _render_chunk(
     stop = start + label_region - 1  # last pixel index inside the label region
 
     # --- tumour blobs: positives, peripheral negatives, clean negatives
-    positive = torch.rand(n, generator=gen) < tumour_fraction
+    positive = torch.rand(n, generator=gen) < tumor_fraction
     peripheral = (~positive) & (torch.rand(n, generator=gen) < peripheral_fraction)
     aniso = _uniform(gen, (n,), 0.75, 1.33)
     theta = _uniform(gen, (n,), 0.0, math.pi)
@@ -477,6 +491,9 @@ def _render_chunk(
         )
         / scale**2
     )  # (n, 3)
+    c = nuclear_contrast
+    if c != 1.0:  # tumor nuclei crowd towards (c > 1) or away from (c < 1) the default
+        density[:, 2] *= 0.5 + 0.5 * c
     offset = torch.zeros_like(density)
     offset[:, 1] = density[:, 0]
     # u = (w + 2^15) / 2^16 for a random int16 w; v = (u - offset) / density, and
@@ -493,7 +510,7 @@ def _render_chunk(
         out=scratch("hit", n, 3, low, low, dtype=torch.bool),
     )
     lo = torch.tensor([1.0, 0.9, 1.0]).view(1, 3, 1, 1)
-    hi = torch.tensor([2.0, 1.6, 1.9]).view(1, 3, 1, 1)
+    hi = torch.tensor([2.0, 1.6, 1.9 if c == 1.0 else 1.3 + 0.6 * c]).view(1, 3, 1, 1)
     imp = torch.addcmul(lo, v, hi - lo, out=v).mul_(hit)
     # every positive gets a tumour nucleus at its blob's centre: no invisible positives
     cy, cx = (centre / (s / low)).long().clamp(0, low - 1).unbind(1)
@@ -501,7 +518,7 @@ def _render_chunk(
     imp[idx_n, 2, cy, cx] = torch.where(positive, 1.6, imp[idx_n, 2, cy, cx])
     half = torch.matmul(grids.blur, imp, out=scratch("blur", n, 3, low, low))
     field = torch.matmul(half, grids.blur, out=scratch("field", n, 3, low, low))  # separable
-    irregular = torch.tensor([0.08, 0.1, 0.35]).view(1, 3, 1, 1)
+    irregular = torch.tensor([0.08, 0.1, 0.35 if c == 1.0 else 0.08 + 0.27 * c]).view(1, 3, 1, 1)
     field.mul_(torch.addcmul(torch.ones(()), irregular, fine[:, 1:2], out=half))
     h_nuc = torch.stack(
         [
@@ -520,7 +537,7 @@ def _render_chunk(
     h_nuc = h_nuc.view(n, 3, 1, 1)
     stain = torch.where(pale_top, h_nuc[:, 1:2], h_nuc[:, 0:1])
     stain = torch.where(tumour_top, h_nuc[:, 2:3], stain)
-    stain.addcmul_(stain, fine[:, 2:3].mul(0.3).mul_(tumour_top))
+    stain.addcmul_(stain, fine[:, 2:3].mul(0.3 * c).mul_(tumour_top))
 
     # --- stroma and cytoplasm: eosin with fibrous texture, faint haematoxylin
     freq = _uniform(gen, (n, 1, 1, 1), 2.0, 5.0)

@@ -10,29 +10,29 @@ from camseg import functional as CF
 
 def test_normalize_modes_by_hand():
     m = torch.tensor([[[2.0, 4.0], [6.0, 10.0]]])
-    assert torch.allclose(CF.normalize(m, "minmax"), torch.tensor([[[0.0, 0.25], [0.5, 1.0]]]))
-    assert torch.allclose(CF.normalize(m, "max"), torch.tensor([[[0.2, 0.4], [0.6, 1.0]]]))
-    assert CF.normalize(m, None) is m
+    assert torch.allclose(CF.normalize(m, mode="minmax"), torch.tensor([[[0.0, 0.25], [0.5, 1.0]]]))
+    assert torch.allclose(CF.normalize(m, mode="max"), torch.tensor([[[0.2, 0.4], [0.6, 1.0]]]))
+    assert CF.normalize(m, mode=None) is m
 
 
 def test_normalize_constant_and_empty_maps_become_zero():
     m = torch.stack([torch.full((3, 3), 5.0), torch.zeros(3, 3)])
-    assert (CF.normalize(m, "minmax") == 0).all()
-    assert (CF.normalize(torch.zeros(2, 3, 3), "max") == 0).all()
+    assert (CF.normalize(m, mode="minmax") == 0).all()
+    assert (CF.normalize(torch.zeros(2, 3, 3), mode="max") == 0).all()
     # "max" keeps an empty map empty and zero as zero
     mixed = torch.tensor([[[0.0, 0.0], [0.0, 2.0]]])
-    assert torch.equal(CF.normalize(mixed, "max"), torch.tensor([[[0.0, 0.0], [0.0, 1.0]]]))
+    assert torch.equal(CF.normalize(mixed, mode="max"), torch.tensor([[[0.0, 0.0], [0.0, 1.0]]]))
 
 
 def test_normalize_is_differentiable_without_nan():
     m = torch.zeros(1, 2, 2, requires_grad=True)
-    CF.normalize(m, "minmax").sum().backward()
+    CF.normalize(m, mode="minmax").sum().backward()
     assert m.grad is not None and torch.isfinite(m.grad).all()
 
 
 def test_normalize_errors():
     with pytest.raises(ValueError, match="`normalize` to be one of 'minmax', 'max', None"):
-        CF.normalize(torch.rand(1, 2, 2), "l2")  # type: ignore[arg-type]
+        CF.normalize(torch.rand(1, 2, 2), mode="l2")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="floating-point"):
         CF.normalize(torch.ones(1, 2, 2, dtype=torch.long))
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from camseg.metrics import aggregate, estimated_tumour_area
+from camseg.metrics import aggregate, estimated_tumor_area
 
 
 def _loop(values: np.ndarray, groups: np.ndarray, method: str, k: int, thr: float) -> np.ndarray:
@@ -55,12 +55,12 @@ def test_aggregate_hand_values() -> None:
     assert v.tolist() == [3.0, 2.0] and v.is_floating_point()
 
 
-def test_estimated_tumour_area() -> None:
+def test_estimated_tumor_area() -> None:
     masks = torch.zeros(3, 4, 4, dtype=torch.bool)
     masks[0, :2, :2] = True
     masks[1, 0, 0] = True
     masks[2] = True
-    ids, area = estimated_tumour_area(masks, torch.tensor([2, 2, 1]), pixel_area=0.5)
+    ids, area = estimated_tumor_area(masks, torch.tensor([2, 2, 1]), pixel_area=0.5)
     assert ids.tolist() == [1, 2]
     assert area.tolist() == [8.0, 2.5]
 
@@ -85,6 +85,6 @@ def test_errors() -> None:
     with pytest.raises(ValueError, match=r"`values` to be a tensor of shape \(N,\)"):
         aggregate(v[None], g)
     with pytest.raises(TypeError, match=r"`masks` to be a torch\.bool mask"):
-        estimated_tumour_area(torch.zeros(4, 2, 2), g)
+        estimated_tumor_area(torch.zeros(4, 2, 2), g)
     with pytest.raises(ValueError, match="`pixel_area` to be a finite number >= 0"):
-        estimated_tumour_area(torch.zeros(4, 2, 2, dtype=torch.bool), g, pixel_area=-1.0)
+        estimated_tumor_area(torch.zeros(4, 2, 2, dtype=torch.bool), g, pixel_area=-1.0)

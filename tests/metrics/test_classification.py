@@ -16,7 +16,7 @@ from camseg.metrics import (
     roc_curve,
     youden_threshold,
 )
-from camseg.metrics._classification import _average_ranks
+from camseg.metrics._ranking import average_ranks
 
 
 def _data(seed: int, n: int = 200, ties: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +66,7 @@ def test_average_ranks_match_scipy() -> None:
     from scipy.stats import rankdata
 
     x = torch.tensor([[3.0, 1.0, 3.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
-    np.testing.assert_allclose(_average_ranks(x).numpy(), rankdata(x.numpy(), axis=1))
+    np.testing.assert_allclose(average_ranks(x).numpy(), rankdata(x.numpy(), axis=1))
 
 
 def test_youden_threshold() -> None:
@@ -105,7 +105,7 @@ def test_confusion_matrix_equals_sklearn(seed: int) -> None:
     a = torch.randint(0, 4, (50,), generator=g)
     b = torch.randint(0, 4, (50,), generator=g)
     np.testing.assert_array_equal(
-        confusion_matrix(b, a, 5).numpy(), skm.confusion_matrix(a, b, labels=range(5))
+        confusion_matrix(b, a, num_classes=5).numpy(), skm.confusion_matrix(a, b, labels=range(5))
     )
 
 
@@ -119,9 +119,9 @@ def test_cohen_kappa_equals_sklearn(weights: str | None, seed: int) -> None:
     a2, b2 = a * 2, b * 2
     for x, z in ((a, b), (a2, b2)):
         expect = skm.cohen_kappa_score(x.numpy(), z.numpy(), weights=weights)
-        assert float(cohen_kappa(x, z, weights=weights)) == pytest.approx(expect)  # type: ignore[arg-type]
+        assert float(cohen_kappa(z, x, weights=weights)) == pytest.approx(expect)  # type: ignore[arg-type]
     expect = skm.cohen_kappa_score(a.numpy(), b.numpy(), weights=weights, labels=list(range(7)))
-    got = cohen_kappa(a, b, weights=weights, num_classes=7)  # type: ignore[arg-type]
+    got = cohen_kappa(b, a, weights=weights, num_classes=7)  # type: ignore[arg-type]
     assert float(got) == pytest.approx(expect)
 
 
@@ -184,7 +184,7 @@ def test_errors() -> None:
     with pytest.raises(ValueError, match="class ids >= 0"):
         confusion_matrix(torch.tensor([0, -1]), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="Expected class ids in"):
-        confusion_matrix(torch.tensor([0, 3]), torch.tensor([0, 1]), 2)
+        confusion_matrix(torch.tensor([0, 3]), torch.tensor([0, 1]), num_classes=2)
     with pytest.raises(ValueError, match="`weights` to be one of"):
         cohen_kappa(torch.tensor([0, 1]), torch.tensor([0, 1]), weights="cubic")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"`probs` to lie in \[0, 1\]"):

@@ -14,7 +14,7 @@ from camseg.metrics import (
     insertion_auc,
     insertion_curve,
 )
-from camseg.metrics._faithfulness import _gaussian_blur
+from camseg.metrics._perturb import substrate_of
 
 
 def _model(out: int = 3) -> nn.Module:
@@ -61,7 +61,7 @@ def test_curves_equal_reference_loop(substrate: str) -> None:
     elif substrate == "mean":
         base = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
     else:
-        base = _gaussian_blur(images, 5.0)
+        base = substrate_of(images, "blur", 5.0)
     for insert, fn in ((False, deletion_curve), (True, insertion_curve)):
         ref = _reference_curve(model, images, maps, targets, 3, base, insert)
         for batch_size in (1, 3, 1000):  # chunks that split images and steps anywhere
@@ -108,7 +108,7 @@ def test_single_logit_head_uses_sigmoid() -> None:
 
 def test_blur_equals_scipy_gaussian_filter() -> None:
     x = torch.rand(1, 1, 20, 20, dtype=torch.float64)
-    got = _gaussian_blur(x, 5.0)[0, 0].numpy()
+    got = substrate_of(x, "blur", 5.0)[0, 0].numpy()
     ref = ndimage.gaussian_filter(x[0, 0].numpy(), sigma=5.0, mode="nearest", truncate=1.0)
     np.testing.assert_allclose(got, ref, atol=1e-12)
 
@@ -134,7 +134,7 @@ def test_average_drop_and_increase_hand() -> None:
         o = torch.softmax(model(images * maps[:, None]), 1)[torch.arange(4), t]
     drop = 100 * torch.clamp(y - o, min=0) / y
     for bs in (1, 3, 128):
-        got = average_drop(model, images, maps, t, batch_size=bs, reduction="none")
+        got = average_drop(model, images, maps, t, batch_size=bs, average="none")
         torch.testing.assert_close(got, drop)
         inc = increase_in_confidence(model, images, maps, t, batch_size=bs)
         assert float(inc) == pytest.approx(100 * float((o > y).float().mean()))
@@ -186,5 +186,5 @@ def test_errors() -> None:
         average_drop(model, images, maps * 3)
     with pytest.raises(TypeError, match="floating-point"):
         average_drop(model, (images * 255).byte(), maps)
-    with pytest.raises(ValueError, match="`reduction` to be one of"):
-        increase_in_confidence(model, images, maps, reduction="sum")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`average` to be one of"):
+        increase_in_confidence(model, images, maps, average="sum")  # type: ignore[arg-type]

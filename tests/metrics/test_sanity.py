@@ -4,7 +4,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from camseg.metrics import randomisation_similarity, spearman
+from camseg.metrics import randomization_similarity, spearman
 
 
 def _model() -> nn.Module:
@@ -28,17 +28,21 @@ def test_spearman_equals_scipy() -> None:
     for i in range(4):
         expect = spearmanr(a[i].flatten().numpy(), b[i].flatten().numpy()).statistic
         assert float(got[i]) == pytest.approx(expect)
-    assert torch.isnan(spearman(torch.ones(1, 4), torch.rand(1, 4))).all()
+    # a constant map has no rank variance: undefined, so an error unless `zero_division` says
+    with pytest.raises(ValueError, match="`a` to vary within each map, but map 0 is constant"):
+        spearman(torch.ones(1, 4), torch.rand(1, 4))
+    nan = spearman(torch.ones(1, 4), torch.rand(1, 4), zero_division=float("nan"))
+    assert torch.isnan(nan).all()
 
 
-def test_randomisation_leaves_model_and_rng_alone() -> None:
+def test_randomization_leaves_model_and_rng_alone() -> None:
     model = _model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = torch.rand(3, 1, 4, 4)
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    rho = randomisation_similarity(model, _saliency, images, layers=["4", "1", "0"])
+    rho = randomization_similarity(model, _saliency, images, layers=["4", "1", "0"])
     assert torch.equal(torch.rand(3), expected_next)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
@@ -47,7 +51,7 @@ def test_randomisation_leaves_model_and_rng_alone() -> None:
     # randomising the head changes input-gradient maps
     assert (rho[0] < 0.99).all()
     # deterministic in `seed`
-    again = randomisation_similarity(model, _saliency, images, layers=["4", "1", "0"])
+    again = randomization_similarity(model, _saliency, images, layers=["4", "1", "0"])
     torch.testing.assert_close(rho, again)
 
 
@@ -59,11 +63,11 @@ def test_map_independent_of_model_gives_one() -> None:
     def fixed(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return edge.clone()
 
-    rho = randomisation_similarity(model, fixed, images, layers=["4", "0"])
+    rho = randomization_similarity(model, fixed, images, layers=["4", "0"])
     torch.testing.assert_close(rho, torch.ones(2, 2, dtype=torch.float64))
 
 
-def test_targets_are_fixed_before_randomisation() -> None:
+def test_targets_are_fixed_before_randomization() -> None:
     model = _model()
     images = torch.rand(2, 1, 4, 4)
     seen = []
@@ -72,10 +76,10 @@ def test_targets_are_fixed_before_randomisation() -> None:
         seen.append(t.clone())
         return _saliency(m, x, t)
 
-    randomisation_similarity(model, record, images, layers=["4"], targets=1)
+    randomization_similarity(model, record, images, layers=["4"], targets=1)
     assert all(t.tolist() == [1, 1] for t in seen)
     seen.clear()
-    randomisation_similarity(model, record, images, layers=["4", "0"])
+    randomization_similarity(model, record, images, layers=["4", "0"])
     with torch.no_grad():
         pred = model(images).argmax(1)
     assert all(torch.equal(t, pred) for t in seen) and len(seen) == 3
@@ -85,20 +89,20 @@ def test_targets_are_fixed_before_randomisation() -> None:
 def test_errors() -> None:
     model = _model()
     images = torch.rand(2, 1, 4, 4)
-    with pytest.raises(ValueError, match="`layers` to name submodules"):
-        randomisation_similarity(model, _saliency, images, layers=["layer9"])
+    with pytest.raises(ValueError, match="`layer` to name a submodule"):
+        randomization_similarity(model, _saliency, images, layers=["layer9"])
     with pytest.raises(ValueError, match="at least one module"):
-        randomisation_similarity(model, _saliency, images, layers=[])
+        randomization_similarity(model, _saliency, images, layers=[])
     with pytest.raises(TypeError, match="`layers` to be a sequence"):
-        randomisation_similarity(model, _saliency, images, layers="4")
-    with pytest.raises(TypeError, match="`cam_fn` to be callable"):
-        randomisation_similarity(model, None, images, layers=["4"])  # type: ignore[arg-type]
+        randomization_similarity(model, _saliency, images, layers="4")
+    with pytest.raises(TypeError, match="`explain_fn` to be callable"):
+        randomization_similarity(model, None, images, layers=["4"])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"`model` to be a torch\.nn\.Module"):
-        randomisation_similarity(lambda x: x, _saliency, images, layers=["4"])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"`cam_fn\(\.\.\.\)` to be a tensor of shape"):
-        randomisation_similarity(model, lambda m, x, t: x, images, layers=["4"])
-    with pytest.raises(TypeError, match=r"`cam_fn` to return a torch\.Tensor"):
-        randomisation_similarity(model, lambda m, x, t: None, images, layers=["4"])  # type: ignore[arg-type,return-value]
+        randomization_similarity(lambda x: x, _saliency, images, layers=["4"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"`explain_fn\(\.\.\.\)` to be a tensor of shape"):
+        randomization_similarity(model, lambda m, x, t: x, images, layers=["4"])
+    with pytest.raises(TypeError, match=r"`explain_fn` to return a torch\.Tensor"):
+        randomization_similarity(model, lambda m, x, t: None, images, layers=["4"])  # type: ignore[arg-type,return-value]
     with pytest.raises(ValueError, match=r"`a` and `b` to have the same shape"):
         spearman(torch.rand(2, 3), torch.rand(2, 4))
     with pytest.raises(ValueError, match="`a` to be finite"):

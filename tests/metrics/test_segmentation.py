@@ -54,33 +54,33 @@ def test_confusion_counts_hand() -> None:
 
 def test_hand_values_and_empty_rules() -> None:
     p, t = _masks()
-    assert iou(p, t).tolist() == pytest.approx([1 / 4, 1.0, 0.0])
-    assert dice(p, t).tolist() == pytest.approx([2 / 5, 1.0, 0.0])
-    assert precision(p, t).tolist() == pytest.approx([1 / 3, 1.0, 1.0])
-    assert recall(p, t).tolist() == pytest.approx([1 / 2, 1.0, 0.0])
-    assert specificity(p, t).tolist() == pytest.approx([12 / 14, 1.0, 1.0])
-    assert fall_out(p, t).tolist() == pytest.approx([2 / 14, 0.0, 0.0])
-    assert pixel_accuracy(p, t).tolist() == pytest.approx([13 / 16, 1.0, 12 / 16])
+    assert iou(p, t, average="none").tolist() == pytest.approx([1 / 4, 1.0, 0.0])
+    assert dice(p, t, average="none").tolist() == pytest.approx([2 / 5, 1.0, 0.0])
+    assert precision(p, t, average="none").tolist() == pytest.approx([1 / 3, 1.0, 1.0])
+    assert recall(p, t, average="none").tolist() == pytest.approx([1 / 2, 1.0, 0.0])
+    assert specificity(p, t, average="none").tolist() == pytest.approx([12 / 14, 1.0, 1.0])
+    assert fall_out(p, t, average="none").tolist() == pytest.approx([2 / 14, 0.0, 0.0])
+    assert pixel_accuracy(p, t, average="none").tolist() == pytest.approx([13 / 16, 1.0, 12 / 16])
     # explicit empty rules
-    assert iou(p, t, empty=0.0).tolist() == pytest.approx([1 / 4, 0.0, 0.0])
-    v = iou(p, t, empty=float("nan"))
+    assert iou(p, t, average="none", zero_division=0.0).tolist() == pytest.approx([1 / 4, 0.0, 0.0])
+    v = iou(p, t, average="none", zero_division=float("nan"))
     assert math.isnan(float(v[1]))
     # macro excludes NaN, includes the others; micro adds counts
-    assert float(iou(p, t, empty=float("nan"), reduction="macro")) == pytest.approx(1 / 8)
-    assert float(iou(p, t, reduction="macro")) == pytest.approx((1 / 4 + 1 + 0) / 3)
-    assert float(iou(p, t, reduction="micro")) == pytest.approx(1 / (1 + 2 + 5))
-    assert float(dice(p, t, reduction="micro")) == pytest.approx(2 / (2 + 2 + 5))
+    assert float(iou(p, t, zero_division=float("nan"), average="macro")) == pytest.approx(1 / 8)
+    assert float(iou(p, t, average="macro")) == pytest.approx((1 / 4 + 1 + 0) / 3)
+    assert float(iou(p, t, average="micro")) == pytest.approx(1 / (1 + 2 + 5))
+    assert float(dice(p, t, average="micro")) == pytest.approx(2 / (2 + 2 + 5))
     # micro over an all-empty batch uses `empty`
     e = torch.zeros(2, 3, 3, dtype=torch.bool)
-    assert float(iou(e, e, reduction="micro")) == 1.0
-    assert math.isnan(float(iou(e, e, reduction="macro", empty=float("nan"))))
+    assert float(iou(e, e, average="micro")) == 1.0
+    assert math.isnan(float(iou(e, e, average="macro", zero_division=float("nan"))))
 
 
 def test_specificity_full_target_rule() -> None:
     full = torch.ones(1, 2, 2, dtype=torch.bool)
-    assert float(specificity(full, full)[0]) == 1.0
-    assert float(fall_out(full, full)[0]) == 0.0
-    assert math.isnan(float(fall_out(full, full, empty=float("nan"))[0]))
+    assert float(specificity(full, full, average="none")[0]) == 1.0
+    assert float(fall_out(full, full, average="none")[0]) == 0.0
+    assert math.isnan(float(fall_out(full, full, average="none", zero_division=float("nan"))[0]))
 
 
 def test_metrics_match_sklearn_per_image() -> None:
@@ -89,13 +89,15 @@ def test_metrics_match_sklearn_per_image() -> None:
     t = torch.rand(6, 8, 8, generator=g) > 0.6
     for i in range(6):
         a, b = t[i].flatten().numpy(), p[i].flatten().numpy()
-        assert float(iou(p, t)[i]) == pytest.approx(skm.jaccard_score(a, b))
-        assert float(dice(p, t)[i]) == pytest.approx(skm.f1_score(a, b))
-        assert float(precision(p, t)[i]) == pytest.approx(skm.precision_score(a, b))
-        assert float(recall(p, t)[i]) == pytest.approx(skm.recall_score(a, b))
-        assert float(pixel_accuracy(p, t)[i]) == pytest.approx(skm.accuracy_score(a, b))
+        assert float(iou(p, t, average="none")[i]) == pytest.approx(skm.jaccard_score(a, b))
+        assert float(dice(p, t, average="none")[i]) == pytest.approx(skm.f1_score(a, b))
+        assert float(precision(p, t, average="none")[i]) == pytest.approx(skm.precision_score(a, b))
+        assert float(recall(p, t, average="none")[i]) == pytest.approx(skm.recall_score(a, b))
+        assert float(pixel_accuracy(p, t, average="none")[i]) == pytest.approx(
+            skm.accuracy_score(a, b)
+        )
     a, b = t.flatten().numpy(), p.flatten().numpy()
-    assert float(iou(p, t, reduction="micro")) == pytest.approx(skm.jaccard_score(a, b))
+    assert float(iou(p, t, average="micro")) == pytest.approx(skm.jaccard_score(a, b))
 
 
 def _curve_reference(
@@ -123,24 +125,24 @@ def test_threshold_curve_equals_loop() -> None:
     masks = torch.rand(5, 12, 12, generator=g) > 0.7
     thr = torch.tensor([0.9, 0.0, 0.5, 0.5, 0.25, 1.0, 1.5, -1.0])  # unsorted, duplicates
     names = ("iou", "dice", "recall", "fall_out")
-    curve = threshold_curve(maps, masks, thr, metrics=names)
+    curve = threshold_curve(maps, masks, thresholds=thr, metrics=names)
     ref = _curve_reference(maps.numpy(), masks.numpy(), thr.numpy())
     for k in names:
         np.testing.assert_allclose(curve[k].numpy(), ref[k], atol=1e-12)
 
 
-@pytest.mark.parametrize("reduction", ["none", "macro", "micro"])
-def test_threshold_curve_equals_metric_functions(reduction: str) -> None:
+@pytest.mark.parametrize("average", ["none", "macro", "micro"])
+def test_threshold_curve_equals_metric_functions(average: str) -> None:
     g = torch.Generator().manual_seed(2)
     maps = torch.rand(4, 10, 10, generator=g)
     masks = torch.rand(4, 10, 10, generator=g) > 0.5
     masks[1] = False
     maps[1] = 0.0  # both empty for thresholds > 0
     thr = torch.linspace(0, 1, 11)
-    curve = threshold_curve(maps, masks, thr, metrics=METRIC_NAMES, reduction=reduction)  # type: ignore[arg-type]
+    curve = threshold_curve(maps, masks, thresholds=thr, metrics=METRIC_NAMES, average=average)  # type: ignore[arg-type]
     for name, fn in FUNCS.items():
         expect = torch.stack(
-            [fn(maps >= t, masks, reduction=reduction) for t in thr],
+            [fn(maps >= t, masks, average=average) for t in thr],
             dim=-1,  # type: ignore[operator]
         )
         torch.testing.assert_close(curve[name], expect)
@@ -149,17 +151,17 @@ def test_threshold_curve_equals_metric_functions(reduction: str) -> None:
 def test_threshold_curve_int_thresholds_and_empty() -> None:
     maps = torch.tensor([[[0.9, 0.6], [0.3, 0.1]]])
     masks = torch.zeros(1, 2, 2, dtype=torch.bool)
-    c = threshold_curve(maps, masks, 3, metrics=("iou",), empty=float("nan"))
+    c = threshold_curve(maps, masks, thresholds=3, metrics=("iou",), zero_division=float("nan"))
     # thresholds 0, 0.5, 1: 4, 2, 0 predicted pixels against an empty target
     assert c["iou"][0] == 0 and c["iou"][1] == 0 and math.isnan(float(c["iou"][2]))
-    c = threshold_curve(maps, masks, 3, metrics=("iou",))
+    c = threshold_curve(maps, masks, thresholds=3, metrics=("iou",))
     assert c["iou"].tolist() == [0.0, 0.0, 1.0]
 
 
 def test_threshold_curve_float64_and_none_shape() -> None:
     maps = torch.rand(3, 4, 4, dtype=torch.float64)
     masks = maps > 0.5
-    c = threshold_curve(maps, masks, [0.5], reduction="none")
+    c = threshold_curve(maps, masks, thresholds=[0.5], average="none")
     assert c["iou"].tolist() == [[1.0], [1.0], [1.0]]
 
 
@@ -173,8 +175,8 @@ def test_pixel_auroc_and_ap_equal_sklearn() -> None:
     assert float(pixel_average_precision(maps, masks)) == pytest.approx(
         skm.average_precision_score(y, s)
     )
-    per = pixel_auroc(maps, masks, reduction="none")
-    per_ap = pixel_average_precision(maps, masks, reduction="none")
+    per = pixel_auroc(maps, masks, average="none")
+    per_ap = pixel_average_precision(maps, masks, average="none")
     for i in range(3):
         yi, si = masks[i].flatten().numpy(), maps[i].flatten().numpy()
         assert float(per[i]) == pytest.approx(skm.roc_auc_score(yi, si))
@@ -195,14 +197,14 @@ def test_counter_equals_batch_functions() -> None:
     for name, fn in FUNCS.items():
         for red in ("micro", "macro", "none"):
             torch.testing.assert_close(
-                counter.compute(name, reduction=red),  # type: ignore[arg-type]
-                fn(p, t, reduction=red),  # type: ignore[operator]
+                counter.compute(name, average=red),  # type: ignore[arg-type]
+                fn(p, t, average=red),  # type: ignore[operator]
             )
     assert counter.counts.shape == (10, 4)
     counter.reset()
     assert len(counter) == 0
     with pytest.raises(ValueError, match="at least one `update`"):
-        counter.compute()
+        counter.compute("iou")
 
 
 # ------------------------------------------------------------------ errors
@@ -213,36 +215,36 @@ def test_errors() -> None:
     maps = torch.rand(2, 4, 4)
     with pytest.raises(TypeError, match=r"`preds` to be a torch\.bool mask"):
         iou(maps, m)
-    with pytest.raises(ValueError, match="`preds` and `targets` to have the same shape"):
+    with pytest.raises(ValueError, match="`preds` and `masks` to have the same shape"):
         iou(m, torch.zeros(2, 4, 5, dtype=torch.bool))
-    with pytest.raises(ValueError, match=r"`targets` to be a tensor of shape \(B, H, W\)"):
+    with pytest.raises(ValueError, match=r"`masks` to be a tensor of shape \(B, H, W\)"):
         dice(m, m[0])
-    with pytest.raises(ValueError, match="`reduction` to be one of"):
-        iou(m, m, reduction="mean")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="`empty` to be a number"):
-        iou(m, m, empty=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`average` to be one of"):
+        iou(m, m, average="mean")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`zero_division` to be a number"):
+        iou(m, m, zero_division=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`maps` to be finite"):
-        threshold_curve(torch.full((2, 4, 4), float("nan")), m, 5)
+        threshold_curve(torch.full((2, 4, 4), float("nan")), m, thresholds=5)
     with pytest.raises(TypeError, match="`maps` to have a floating-point dtype"):
-        threshold_curve(m, m, 5)
+        threshold_curve(m, m, thresholds=5)
     with pytest.raises(TypeError, match=r"`masks` to be a torch\.bool mask"):
-        threshold_curve(maps, maps, 5)
+        threshold_curve(maps, maps, thresholds=5)
     with pytest.raises(ValueError, match="`maps` and `masks` to have the same shape"):
-        threshold_curve(maps, m[:1], 5)
+        threshold_curve(maps, m[:1], thresholds=5)
     with pytest.raises(ValueError, match="`metrics` to be one of"):
-        threshold_curve(maps, m, 5, metrics=("jaccard",))
+        threshold_curve(maps, m, thresholds=5, metrics=("jaccard",))
     with pytest.raises(TypeError, match="`metrics` to be a sequence"):
-        threshold_curve(maps, m, 5, metrics="iou")
+        threshold_curve(maps, m, thresholds=5, metrics="iou")
     with pytest.raises(ValueError, match="`thresholds` to be finite"):
-        threshold_curve(maps, m, [0.1, float("nan")])
+        threshold_curve(maps, m, thresholds=[0.1, float("nan")])
     with pytest.raises(ValueError, match="at least one value"):
-        threshold_curve(maps, m, [])
+        threshold_curve(maps, m, thresholds=[])
     with pytest.raises(ValueError, match="`thresholds` to be an int >= 2"):
-        threshold_curve(maps, m, 1)
+        threshold_curve(maps, m, thresholds=1)
     with pytest.raises(TypeError, match="`thresholds` to be an int, a sequence"):
-        threshold_curve(maps, m, "0.5")  # type: ignore[arg-type]
+        threshold_curve(maps, m, thresholds="0.5")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="`thresholds` to hold numbers"):
-        threshold_curve(maps, m, ["a", "b"])  # type: ignore[list-item]
+        threshold_curve(maps, m, thresholds=["a", "b"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="both positive and negative pixels"):
         pixel_auroc(maps, m)
     with pytest.raises(ValueError, match="at least one positive pixel"):
@@ -274,11 +276,11 @@ def test_threshold_curve_exact_on_hard_values(dtype: torch.dtype, kind: str) -> 
         maps = vals[idx]
     masks = torch.rand(3, 9, 9, generator=g) > 0.5
     for red in ("micro", "none"):
-        curve = threshold_curve(maps, masks, thr, metrics=("iou", "recall"), reduction=red)
+        curve = threshold_curve(maps, masks, thresholds=thr, metrics=("iou", "recall"), average=red)
         for j, t in enumerate(thr):
             pred = maps >= t
-            expect_iou = iou(pred, masks, reduction=red)
-            expect_rec = recall(pred, masks, reduction=red)
+            expect_iou = iou(pred, masks, average=red)
+            expect_rec = recall(pred, masks, average=red)
             torch.testing.assert_close(curve["iou"][..., j], expect_iou, rtol=0, atol=0)
             torch.testing.assert_close(curve["recall"][..., j], expect_rec, rtol=0, atol=0)
 
@@ -290,7 +292,7 @@ def test_threshold_curve_many_images_chunks(n_thr: int) -> None:
     maps = torch.rand(16, 96, 96, generator=g)
     masks = torch.rand(16, 96, 96, generator=g) < maps
     thr = torch.linspace(0, 1, n_thr)
-    curve = threshold_curve(maps, masks, thr, metrics=("dice",), reduction="none")["dice"]
+    curve = threshold_curve(maps, masks, thresholds=thr, metrics=("dice",), average="none")["dice"]
     some = range(0, n_thr, 5)
-    expect = torch.stack([dice(maps >= thr[j], masks) for j in some], dim=1)
+    expect = torch.stack([dice(maps >= thr[j], masks, average="none") for j in some], dim=1)
     torch.testing.assert_close(curve[:, list(some)], expect, rtol=0, atol=0)

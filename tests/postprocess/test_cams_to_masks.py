@@ -91,7 +91,7 @@ def test_empty_batch() -> None:
 
 def test_errors() -> None:
     maps = _cams(2, 8)
-    with pytest.raises(ValueError, match=r"`maps` to be normalised maps with values in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"`maps` to be normalized maps with values in \[0, 1\]"):
         cams_to_masks(maps * 2)
     bad = maps.clone()
     bad[1, 2, 2] = float("nan")

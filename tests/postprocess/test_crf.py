@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from camseg.functional import gaussian_blur
 from camseg.postprocess import crf_refine
-from camseg.postprocess._tissue import gaussian_blur
 
 
 def _iou(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -149,30 +149,30 @@ def test_otsu_rejects_bad_nbins() -> None:
 @pytest.mark.parametrize("q", [0, 12.5, 50, 73.3, 90, 100])
 def test_percentile_matches_numpy(q: float) -> None:
     maps = torch.rand(5, 7, 9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    ours = threshold_percentile(maps, q)
+    ours = threshold_percentile(maps, q=q)
     ref = np.percentile(maps.reshape(5, -1).numpy(), q, axis=1)
     np.testing.assert_allclose(ours.numpy(), ref, rtol=0, atol=1e-12)
 
 
 def test_percentile_hand_values_and_errors() -> None:
     maps = torch.tensor([[[4.0, 1.0, 3.0, 2.0]]])
-    assert threshold_percentile(maps, 50).tolist() == [2.5]
-    assert threshold_percentile(maps, 0).tolist() == [1.0]
-    assert threshold_percentile(maps, 100).tolist() == [4.0]
+    assert threshold_percentile(maps, q=50).tolist() == [2.5]
+    assert threshold_percentile(maps, q=0).tolist() == [1.0]
+    assert threshold_percentile(maps, q=100).tolist() == [4.0]
     with pytest.raises(ValueError, match=r"`q` to lie in \[0.0, 100.0\], but got 101"):
-        threshold_percentile(maps, 101)
+        threshold_percentile(maps, q=101)
     with pytest.raises(TypeError, match="`q` to be a number"):
-        threshold_percentile(maps, "50")  # type: ignore[arg-type]
+        threshold_percentile(maps, q="50")  # type: ignore[arg-type]
 
 
 def test_fixed_threshold_and_errors() -> None:
-    t = threshold_fixed(torch.rand(3, 2, 2, dtype=torch.float64), 0.25)
+    t = threshold_fixed(torch.rand(3, 2, 2, dtype=torch.float64), value=0.25)
     assert t.dtype == torch.float64
     assert t.tolist() == [0.25, 0.25, 0.25]
     with pytest.raises(ValueError, match="`value` to be a finite number"):
-        threshold_fixed(torch.rand(1, 2, 2), float("nan"))
+        threshold_fixed(torch.rand(1, 2, 2), value=float("nan"))
     with pytest.raises(TypeError, match="`value` to be a number"):
-        threshold_fixed(torch.rand(1, 2, 2), None)  # type: ignore[arg-type]
+        threshold_fixed(torch.rand(1, 2, 2), value=None)  # type: ignore[arg-type]
 
 
 def _brute_force_best(
@@ -204,7 +204,7 @@ def test_best_threshold_equals_brute_force_loop(metric: str, reduction: str) -> 
     masks[:, 4:12, 3:10] = True
     masks[5] = False  # an image without tumour
     maps = (0.6 * masks.float() + 0.5 * torch.rand(6, 16, 16, generator=g)).clamp(0, 1)
-    t, score = best_threshold(maps, masks, metric=metric, candidates=51, reduction=reduction)  # type: ignore[arg-type]
+    t, score = best_threshold(maps, masks, metric=metric, thresholds=51, average=reduction)  # type: ignore[arg-type]
     ref_t, ref_s = _brute_force_best(maps, masks, torch.linspace(0, 1, 51), metric, reduction)
     assert t.ndim == 0 and score.ndim == 0
     assert float(t) == pytest.approx(ref_t)
@@ -214,7 +214,7 @@ def test_best_threshold_equals_brute_force_loop(metric: str, reduction: str) -> 
 def test_best_threshold_custom_candidates_and_ties_to_lowest() -> None:
     maps = torch.tensor([[[0.9, 0.8, 0.2, 0.1]]])
     masks = torch.tensor([[[True, True, False, False]]])
-    t, s = best_threshold(maps, masks, candidates=torch.tensor([0.7, 0.3, 0.5, 0.95]))
+    t, s = best_threshold(maps, masks, thresholds=torch.tensor([0.7, 0.3, 0.5, 0.95]))
     assert float(t) == pytest.approx(0.3)  # 0.3, 0.5 and 0.7 all score 1
     assert float(s) == 1.0
 
@@ -226,15 +226,15 @@ def test_best_threshold_errors() -> None:
         best_threshold(maps, masks.float())
     with pytest.raises(ValueError, match="same shape"):
         best_threshold(maps, masks[:, :3])
-    with pytest.raises(ValueError, match=r"`maps` to be normalised maps with values in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"`maps` to be normalized maps with values in \[0, 1\]"):
         best_threshold(maps * 3, masks)
-    with pytest.raises(ValueError, match=r"`candidates` to lie in \[0.0, 1.0\]"):
-        best_threshold(maps, masks, candidates=torch.tensor([0.5, 1.5]))
-    with pytest.raises(TypeError, match="`candidates` to be an int or a 1-D tensor"):
-        best_threshold(maps, masks, candidates=[0.5])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="`candidates` to be an int >= 2"):
-        best_threshold(maps, masks, candidates=1)
+    with pytest.raises(ValueError, match=r"`thresholds` to lie in \[0.0, 1.0\]"):
+        best_threshold(maps, masks, thresholds=torch.tensor([0.5, 1.5]))
+    with pytest.raises(TypeError, match="`thresholds` to be an int or a 1-D tensor"):
+        best_threshold(maps, masks, thresholds=[0.5])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`thresholds` to be an int >= 2"):
+        best_threshold(maps, masks, thresholds=1)
     with pytest.raises(ValueError, match="`metric` to be one of 'iou', 'dice'"):
         best_threshold(maps, masks, metric="f1")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="`reduction` to be one of"):
-        best_threshold(maps, masks, reduction="none")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`average` to be one of"):
+        best_threshold(maps, masks, average="none")  # type: ignore[arg-type]

@@ -71,10 +71,10 @@ def test_scaling_score_scales_raw_gradcam(seed, c):
 @given(seed=st.integers(0, 10_000), mode=st.sampled_from(["minmax", "max", None]))
 def test_normalize_is_idempotent_and_scale_invariant(seed, mode):
     m = torch.rand(2, 3, 5, 5, generator=torch.Generator().manual_seed(seed))
-    once = CF.normalize(m, mode)
+    once = CF.normalize(m, mode=mode)
     if mode is not None:
-        torch.testing.assert_close(CF.normalize(once, mode), once)
-        torch.testing.assert_close(CF.normalize(7.0 * m, mode), once)
+        torch.testing.assert_close(CF.normalize(once, mode=mode), once)
+        torch.testing.assert_close(CF.normalize(7.0 * m, mode=mode), once)
 
 
 def test_create_graph_maps_pass_gradcheck_in_float64():

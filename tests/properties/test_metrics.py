@@ -46,27 +46,27 @@ def maps_and_masks(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor]:
 @given(mask_pairs())
 def test_iou_dice_identity_symmetry_range(pair: tuple[torch.Tensor, torch.Tensor]) -> None:
     a, b = pair
-    assert (iou(a, a) == 1).all() and (dice(a, a) == 1).all()
-    torch.testing.assert_close(iou(a, b), iou(b, a))
-    torch.testing.assert_close(dice(a, b), dice(b, a))
+    assert (iou(a, a, average="none") == 1).all() and (dice(a, a, average="none") == 1).all()
+    torch.testing.assert_close(iou(a, b, average="none"), iou(b, a, average="none"))
+    torch.testing.assert_close(dice(a, b, average="none"), dice(b, a, average="none"))
     for fn in (iou, dice, precision, recall, pixel_accuracy):
         for red in ("none", "micro", "macro"):
-            v = fn(a, b, reduction=red)  # type: ignore[operator]
+            v = fn(a, b, average=red)  # type: ignore[operator]
             assert ((v >= 0) & (v <= 1)).all()
     # Dice = 2 IoU / (1 + IoU), image by image
-    j = iou(a, b)
-    torch.testing.assert_close(dice(a, b), 2 * j / (1 + j))
+    j = iou(a, b, average="none")
+    torch.testing.assert_close(dice(a, b, average="none"), 2 * j / (1 + j))
     # IoU <= Dice
-    assert (j <= dice(a, b) + 1e-12).all()
+    assert (j <= dice(a, b, average="none") + 1e-12).all()
 
 
 @SETTINGS
 @given(mask_pairs(), st.sampled_from([1.0, 0.0, math.nan, 0.5]))
-def test_empty_rule_honoured(pair: tuple[torch.Tensor, torch.Tensor], empty: float) -> None:
+def test_zero_division_rule_honoured(pair: tuple[torch.Tensor, torch.Tensor], empty: float) -> None:
     a, b = pair
     both_empty = ~a.flatten(1).any(1) & ~b.flatten(1).any(1)
-    v = iou(a, b, empty=empty)
-    d = dice(a, b, empty=empty)
+    v = iou(a, b, average="none", zero_division=empty)
+    d = dice(a, b, average="none", zero_division=empty)
     for x in (v, d):
         if math.isnan(empty):
             assert torch.isnan(x[both_empty]).all()
@@ -74,7 +74,7 @@ def test_empty_rule_honoured(pair: tuple[torch.Tensor, torch.Tensor], empty: flo
             assert (x[both_empty] == empty).all()
         assert not torch.isnan(x[~both_empty]).any()
         assert ((x[~both_empty] >= 0) & (x[~both_empty] <= 1)).all()
-    macro = iou(a, b, empty=empty, reduction="macro")
+    macro = iou(a, b, zero_division=empty, average="macro")
     kept = v[~torch.isnan(v)]
     if kept.numel():
         assert float(macro) == float(kept.mean())
@@ -90,11 +90,11 @@ def test_batch_order_invariance(pair: tuple[torch.Tensor, torch.Tensor], rnd) ->
     rnd.shuffle(perm)
     p = torch.tensor(perm)
     for fn in (iou, dice, precision, recall):
-        torch.testing.assert_close(fn(a[p], b[p]), fn(a, b)[p])  # type: ignore[operator]
+        torch.testing.assert_close(fn(a[p], b[p], average="none"), fn(a, b, average="none")[p])  # type: ignore[operator]
         for red in ("micro", "macro"):
             torch.testing.assert_close(
-                fn(a[p], b[p], reduction=red),  # type: ignore[operator]
-                fn(a, b, reduction=red),  # type: ignore[operator]
+                fn(a[p], b[p], average=red),  # type: ignore[operator]
+                fn(a, b, average=red),  # type: ignore[operator]
             )
     assert confusion_counts(a, b).sum(1).eq(a[0].numel()).all()
 
@@ -106,10 +106,10 @@ def test_threshold_curve_matches_thresholding_and_is_monotone(
 ) -> None:
     maps, masks = data
     thr = torch.tensor([0.0, 0.1, 0.25, 0.3, 0.5, 0.75, 1.0])
-    curve = threshold_curve(maps, masks, thr, metrics=("iou", "recall"), reduction="none")
+    curve = threshold_curve(maps, masks, thresholds=thr, metrics=("iou", "recall"), average="none")
     for j, t in enumerate(thr):
         pred = maps >= t
-        torch.testing.assert_close(curve["iou"][:, j], iou(pred, masks))
+        torch.testing.assert_close(curve["iou"][:, j], iou(pred, masks, average="none"))
         # a higher threshold gives a subset mask
         if j:
             assert not (pred & ~(maps >= thr[j - 1])).any()
@@ -175,8 +175,12 @@ def test_threshold_curve_exact_for_any_thresholds(
     maps = np.where(pick, np.clip(thr[idx], 0, None), maps).astype(np.float32)
     masks = torch.from_numpy(data.draw(hnp.arrays(np.bool_, maps.shape)))
     m, t = torch.from_numpy(maps), torch.from_numpy(thr)
-    curve = threshold_curve(m, masks, t, metrics=("iou", "recall"), reduction="none")
+    curve = threshold_curve(m, masks, thresholds=t, metrics=("iou", "recall"), average="none")
     for j in range(t.numel()):
         pred = m >= t[j]
-        torch.testing.assert_close(curve["iou"][:, j], iou(pred, masks), rtol=0, atol=0)
-        torch.testing.assert_close(curve["recall"][:, j], recall(pred, masks), rtol=0, atol=0)
+        torch.testing.assert_close(
+            curve["iou"][:, j], iou(pred, masks, average="none"), rtol=0, atol=0
+        )
+        torch.testing.assert_close(
+            curve["recall"][:, j], recall(pred, masks, average="none"), rtol=0, atol=0
+        )

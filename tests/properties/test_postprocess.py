@@ -113,8 +113,8 @@ def test_higher_threshold_gives_a_subset_mask(m: np.ndarray, a: float, b: float)
     maps = torch.from_numpy(m)
     lo, hi = min(a, b), max(a, b)
     assert not bool((cams_to_masks(maps, threshold=hi) & ~cams_to_masks(maps, threshold=lo)).any())
-    q_lo = threshold_percentile(maps, 100 * lo)
-    q_hi = threshold_percentile(maps, 100 * hi)
+    q_lo = threshold_percentile(maps, q=100 * lo)
+    q_hi = threshold_percentile(maps, q=100 * hi)
     assert bool((q_lo <= q_hi).all())
 
 

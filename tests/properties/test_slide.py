@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from camseg.slide import (
     pn_stage,
     sliding_window,
     tile_grid,
-    tumour_regions,
+    tumor_regions,
 )
 
 SETTINGS = settings(max_examples=30, deadline=None)
@@ -99,6 +100,10 @@ def test_pn_stage_monotone_in_node_severity(nodes, i):
 )
 def test_group_split_partitions_by_group(groups, data, seed):
     labels = data.draw(st.lists(st.integers(0, 2), min_size=len(groups), max_size=len(groups)))
+    if len(set(groups)) < 3:  # a split would be empty: refused, never silently returned
+        with pytest.raises(ValueError, match="at least one group per split"):
+            group_split(groups, labels, fractions=(0.6, 0.2, 0.2), seed=seed)
+        return
     splits = group_split(groups, labels, fractions=(0.6, 0.2, 0.2), seed=seed)
     assert torch.cat(splits).sort().values.tolist() == list(range(len(groups)))
     owners = [{groups[i] for i in s.tolist()} for s in splits]
@@ -111,7 +116,7 @@ def test_group_split_partitions_by_group(groups, data, seed):
 @given(seed=st.integers(0, 2**16), density=st.floats(0.05, 0.6))
 def test_tumour_region_area_bounded_by_diameter(seed, density):
     m = torch.from_numpy(np.random.default_rng(seed).random((20, 24)) < density)
-    regions = tumour_regions(m, mpp=1000.0)  # 1 mm per pixel
+    regions = tumor_regions(m, mpp=1000.0)  # 1 mm per pixel
     # isodiametric inequality: area <= pi d^2 / 4; and a region covers >= 1 pixel
     assert bool((regions.areas_mm2 <= math.pi / 4 * regions.diameters_mm**2 + 1e-9).all())
     assert bool((regions.diameters_mm >= math.sqrt(2) - 1e-9).all())

@@ -34,11 +34,11 @@ def test_labels_are_the_pcam_rule_of_the_masks(
         size=size,
         label_region=region,
         seed=seed,
-        tumour_fraction=tumour,
+        tumor_fraction=tumour,
         peripheral_fraction=peripheral,
     )
     assert images.shape == (n, size, size, 3) and images.dtype == torch.uint8
-    centre = label_region_mask(size, region)
+    centre = label_region_mask(size=size, label_region=region)
     assert torch.equal(labels, (masks & centre).flatten(1).any(1).long())
     if tumour == 0 and peripheral == 0:
         assert not masks.any()

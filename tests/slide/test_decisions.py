@@ -16,7 +16,7 @@ from camseg.slide import (
     pn_stage,
     slide_metrics,
     stage_kappa,
-    tumour_regions,
+    tumor_regions,
 )
 
 # ----------------------------------------------------------------------------- pN stages
@@ -105,7 +105,7 @@ def test_full_staging_pipeline_from_masks() -> None:
     for name, side in sizes.items():
         mask = torch.zeros(300, 300, dtype=torch.bool)
         mask[10 : 10 + side, 20 : 20 + side] = True
-        regions = tumour_regions(mask, mpp=mpp)
+        regions = tumor_regions(mask, mpp=mpp)
         largest = float(regions.diameters_mm.max()) if len(regions.diameters_mm) else 0.0
         assert node_class(largest) == expected[name]
     assert set(NODE_CLASSES) == set(sizes)
@@ -124,51 +124,51 @@ def _brute_diameter(sub: np.ndarray) -> float:
     return float(np.sqrt((d**2).sum(-1)).max())
 
 
-def test_tumour_regions_hand_built() -> None:
+def test_tumor_regions_hand_built() -> None:
     mask = torch.zeros(30, 30, dtype=torch.bool)
     mask[0, 0] = True  # one pixel: sqrt(2)
     mask[10:13, 10:14] = True  # 3 x 4: 5
     mask[20, 20] = mask[21, 21] = True  # 8-connected diagonal pair: sqrt(8)
-    regions = tumour_regions(mask, mpp=1000.0)  # 1 mm per pixel
+    regions = tumor_regions(mask, mpp=1000.0)  # 1 mm per pixel
     assert regions.labels.shape == (30, 30) and int(regions.labels.max()) == 3
     np.testing.assert_allclose(regions.diameters_mm.numpy(), [2**0.5, 5.0, 8**0.5])
     np.testing.assert_allclose(regions.areas_mm2.numpy(), [1.0, 12.0, 2.0])
 
 
-def test_tumour_regions_against_brute_force() -> None:
+def test_tumor_regions_against_brute_force() -> None:
     rng = np.random.default_rng(1)
     for _ in range(5):
         m = rng.random((40, 50)) < 0.15
         m[5:25, 5:30] |= rng.random((20, 25)) < 0.8  # one big irregular region
-        regions = tumour_regions(torch.from_numpy(m), mpp=1000.0)
+        regions = tumor_regions(torch.from_numpy(m), mpp=1000.0)
         labels = regions.labels.numpy()
         for i, d in enumerate(regions.diameters_mm.tolist()):
             assert d == pytest.approx(_brute_diameter(labels == i + 1), rel=1e-12)
 
 
-def test_tumour_regions_merge_distance() -> None:
+def test_tumor_regions_merge_distance() -> None:
     mask = torch.zeros(10, 30, dtype=torch.bool)
     mask[2:4, 2:6] = True
     mask[2:4, 9:13] = True  # 3-pixel gap = 30 microns at 10 mpp
-    assert len(tumour_regions(mask, mpp=10.0).diameters_mm) == 2
-    merged = tumour_regions(mask, mpp=10.0, merge_um=40.0)
+    assert len(tumor_regions(mask, mpp=10.0).diameters_mm) == 2
+    merged = tumor_regions(mask, mpp=10.0, merge_um=40.0)
     assert len(merged.diameters_mm) == 1
     assert float(merged.diameters_mm[0]) == pytest.approx(np.hypot(11, 2) * 0.01)
     assert float(merged.areas_mm2[0]) == pytest.approx(16 * 1e-4)  # gap pixels not counted
 
 
-def test_tumour_regions_bad_input() -> None:
+def test_tumor_regions_bad_input() -> None:
     mask = torch.zeros(4, 4, dtype=torch.bool)
     with pytest.raises(ValueError, match=r"`mpp`.*None"):
-        tumour_regions(mask, mpp=None)  # type: ignore[arg-type]
+        tumor_regions(mask, mpp=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"`mpp` to be a finite number > 0"):
-        tumour_regions(mask, mpp=0.0)
+        tumor_regions(mask, mpp=0.0)
     with pytest.raises(TypeError, match=r"torch.bool"):
-        tumour_regions(mask.float(), mpp=1.0)
+        tumor_regions(mask.float(), mpp=1.0)
     with pytest.raises(ValueError, match=r"shape \(H, W\)"):
-        tumour_regions(mask[None], mpp=1.0)
+        tumor_regions(mask[None], mpp=1.0)
     with pytest.raises(ValueError, match="`merge_um`"):
-        tumour_regions(mask, mpp=1.0, merge_um=-1.0)
+        tumor_regions(mask, mpp=1.0, merge_um=-1.0)
 
 
 # ----------------------------------------------------------------------------- slide metrics
@@ -234,3 +234,8 @@ def test_downsample_mask() -> None:
         downsample_mask(m, 2, rule="all")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`factor`"):
         downsample_mask(m, 0)
+
+
+def test_stage_kappa_of_no_patients_is_an_error() -> None:
+    with pytest.raises(ValueError, match="at least one patient"):
+        stage_kappa([], [])

@@ -5,7 +5,15 @@ import pytest
 import tifffile
 from PIL import Image
 
-from camseg.slide import ArrayReader, OpenSlideReader, RegionReader, TiffReader, check_region
+from camseg.slide import (
+    MAX_REGION_PIXELS,
+    ArrayReader,
+    OpenSlideReader,
+    RegionReader,
+    TiffReader,
+    check_reader,
+    check_region,
+)
 
 
 @pytest.fixture
@@ -161,11 +169,20 @@ def test_tiff_reader_strips(image: np.ndarray, tmp_path) -> None:
         np.testing.assert_array_equal(reader.read(0, 5, 10, 100, 130), image[10:140, 5:105])
 
 
-def test_tiff_reader_bad_files(tmp_path) -> None:
+def test_tiff_reader_grey_reads_as_rgb(tmp_path) -> None:
     grey = tmp_path / "grey.tif"
-    tifffile.imwrite(grey, np.zeros((32, 32), np.uint8))
+    img = np.arange(32 * 48, dtype=np.uint16).reshape(32, 48).astype(np.uint8)
+    tifffile.imwrite(grey, img, tile=(16, 16))
+    with TiffReader(grey) as reader:
+        region = reader.read(0, 5, 3, 30, 20)
+    np.testing.assert_array_equal(region, np.repeat(img[3:23, 5:35, None], 3, axis=2))
+
+
+def test_tiff_reader_bad_files(tmp_path) -> None:
+    grey16 = tmp_path / "grey16.tif"
+    tifffile.imwrite(grey16, np.zeros((32, 32), np.uint16))
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8 RGB"):
-        TiffReader(grey)
+        TiffReader(grey16)
     planar = tmp_path / "planar.tif"
     tifffile.imwrite(
         planar, np.zeros((3, 32, 32), np.uint8), photometric="rgb", planarconfig="separate"
@@ -220,3 +237,128 @@ def test_openslide_reader_bad_object() -> None:
         OpenSlideReader(
             type("X", (), {"level_count": 1, "level_dimensions": (), "level_downsamples": ()})()
         )
+
+
+# ----------------------------------------------------------------------------- caps and bad input
+
+
+def test_array_reader_empty_level() -> None:
+    with pytest.raises(ValueError, match=r"`levels\[0\]` to hold at least one pixel"):
+        ArrayReader(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(ValueError, match="at least one pixel"):
+        ArrayReader([np.zeros((4, 4, 3), np.uint8), np.zeros((0, 2, 3), np.uint8)])
+    with pytest.raises(TypeError, match="`levels` to be a numpy array or a sequence"):
+        ArrayReader(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [5, None, "slide.svs", object()])
+def test_not_a_reader_is_a_type_error(bad) -> None:
+    with pytest.raises(TypeError, match="Expected `reader` to be a RegionReader"):
+        check_reader(bad)
+    with pytest.raises(TypeError, match="Expected `reader` to be a RegionReader.*open_slide"):
+        check_region(bad, 0, 0, 0, 1, 1)
+
+
+def test_region_cap(tmp_path) -> None:
+    # a 40000 x 40000 read is refused before anything is allocated
+    big = np.lib.stride_tricks.as_strided(np.zeros(3, np.uint8), (40000, 40000, 3), (0, 0, 1))
+    reader = ArrayReader(big)
+    assert reader.max_pixels == MAX_REGION_PIXELS
+    with pytest.raises(ValueError, match=r"at most `max_pixels`=134217728 pixels.*4\.47 GiB"):
+        reader.read(0, 0, 0, 40000, 40000)
+    assert reader.read(0, 0, 0, 100, 100).shape == (100, 100, 3)
+    small = ArrayReader(np.zeros((64, 64, 3), np.uint8), max_pixels=100)
+    with pytest.raises(ValueError, match="`max_pixels`=100"):
+        small.read(0, 0, 0, 11, 10)
+    assert small.read(0, 0, 0, 10, 10).shape == (10, 10, 3)
+    with pytest.raises(ValueError, match="`max_pixels` to be an int >= 1"):
+        ArrayReader(np.zeros((4, 4, 3), np.uint8), max_pixels=0)
+    path = tmp_path / "s.tif"
+    tifffile.imwrite(path, np.zeros((64, 64, 3), np.uint8), tile=(16, 16), photometric="rgb")
+    with TiffReader(path, max_pixels=256) as tr, pytest.raises(ValueError, match="max_pixels"):
+        tr.read(0, 0, 0, 17, 16)
+
+
+def _tile_span(path, index: int) -> tuple[int, int]:
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        return int(page.dataoffsets[index]), int(page.databytecounts[index])
+
+
+def test_tiff_reader_corrupt_tile_names_the_file(image: np.ndarray, tmp_path) -> None:
+    path = tmp_path / "corrupt.tif"
+    tifffile.imwrite(path, image, tile=(32, 32), compression="zlib", photometric="rgb")
+    offset, count = _tile_span(path, 9)
+    data = bytearray(path.read_bytes())
+    data[offset : offset + count] = b"\x00" * count
+    path.write_bytes(bytes(data))
+    with TiffReader(path) as reader:
+        np.testing.assert_array_equal(reader.read(0, 0, 0, 32, 32), image[:32, :32])
+        with pytest.raises(OSError, match=r"Cannot decode tile 9 of level 0 of '.*corrupt\.tif'"):
+            reader.read(0, 32, 32, 8, 8)  # tile (row 1, col 1) of an 8-tile-wide grid
+
+
+def test_tiff_reader_truncated_file_names_the_file(image: np.ndarray, tmp_path) -> None:
+    path = tmp_path / "full.tif"
+    tifffile.imwrite(path, image, tile=(32, 32), compression="zlib", photometric="rgb")
+    offset, _ = _tile_span(path, 20)
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(path.read_bytes()[: offset + 5])
+    with TiffReader(cut) as reader:
+        np.testing.assert_array_equal(reader.read(0, 0, 0, 16, 16), image[:16, :16])
+        with pytest.raises(OSError, match=r"tile 2\d of level 0 of '.*cut\.tif'.*truncated"):
+            reader.read(0, 0, 0, 230, 150)
+
+
+def test_tiff_reader_missing_and_garbage_files(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"No such slide file: '.*nope\.tif'"):
+        TiffReader(tmp_path / "nope.tif")
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"definitely not a tiff" * 10)
+    with pytest.raises(OSError, match=r"Cannot open '.*junk\.tif' as a TIFF file"):
+        TiffReader(junk)
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    with pytest.raises(OSError, match="empty.tif"):
+        TiffReader(empty)
+
+
+def test_tiff_reader_mpp_from_aperio_description(image: np.ndarray, tmp_path) -> None:
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(
+        path,
+        image,
+        tile=(32, 32),
+        photometric="rgb",
+        description="Aperio Image Library v12.0.15 \r\n230x150 |AppMag = 20|MPP = 0.4990",
+        metadata=None,
+    )
+    with TiffReader(path) as reader:
+        assert reader.mpp == pytest.approx(0.499)
+
+
+class _ClosingSlide(FakeOpenSlide):
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _BrokenSlide(FakeOpenSlide):
+    def read_region(self, location, level, size):
+        raise RuntimeError("tile decode failed")
+
+
+def test_openslide_reader_close_and_errors(image: np.ndarray) -> None:
+    slide = _ClosingSlide(image)
+    with OpenSlideReader(slide) as reader:
+        assert reader.read(0, 0, 0, 2, 2).shape == (2, 2, 3)
+    assert slide.closed
+    broken = OpenSlideReader(_BrokenSlide(image), path="node.svs")
+    with pytest.raises(OSError, match=r"of 'node\.svs': RuntimeError: tile decode failed"):
+        broken.read(0, 0, 0, 4, 4)
+    with pytest.raises(ValueError, match="max_pixels"):
+        OpenSlideReader(FakeOpenSlide(image), max_pixels=10).read(0, 0, 0, 4, 4)
+    bad_mpp = FakeOpenSlide(image)
+    bad_mpp.properties = {"openslide.mpp-x": "n/a"}
+    assert OpenSlideReader(bad_mpp).mpp is None

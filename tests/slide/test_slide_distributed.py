@@ -139,3 +139,10 @@ def test_merge_slide_maps_bad_input() -> None:
         merge_slide_maps([a, a._replace(mpp=0.5)])
     with pytest.raises(TypeError, match="`shard` to be a tuple"):
         sliding_window(ArrayReader(_slide(0)), _fn, tile=8, shard=[0, 2], progress=False)
+
+
+def test_merge_slide_maps_wrong_types() -> None:
+    with pytest.raises(TypeError, match=r"`parts\[0\]` is"):
+        merge_slide_maps([5])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="`parts` to be a sequence of SlideMaps"):
+        merge_slide_maps(5)  # type: ignore[arg-type]

@@ -217,12 +217,12 @@ class _Result(NamedTuple):
 
 
 class FakeCAM:
-    """Has the CAM engine's `compute` signature; records its calls."""
+    """Has the CAM engine's `explain` signature; records its calls."""
 
     def __init__(self) -> None:
         self.calls: list[dict] = []
 
-    def compute(self, x, targets=None, *, normalize="minmax", size="input"):
+    def explain(self, x, targets=None, *, normalize="minmax", size="input"):
         self.calls.append({"targets": targets, "normalize": normalize, "size": size})
         b = x.shape[0]
         logits = torch.stack([torch.zeros(b), x.mean(dim=(1, 2, 3)) * 4], dim=1)
@@ -425,8 +425,83 @@ def test_with_the_camseg_gradcam_engine() -> None:
     )
     x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
     tiles = torch.stack([x[:, y : y + 8, xx : xx + 8] for y in (0, 8) for xx in (0, 8, 16)])
-    res = cam.compute(tiles, 1, normalize="minmax", size="input")
+    res = cam.explain(tiles, 1, normalize="minmax", size="input")
     probs = torch.softmax(res.logits, 1)[:, 1]
     torch.testing.assert_close(out.tile_probs, probs.detach())
     stitched = torch.cat([torch.cat(list(res.maps[r * 3 : r * 3 + 3]), dim=1) for r in (0, 1)])
     torch.testing.assert_close(out.cam, stitched.detach())
+
+
+# ----------------------------------------------------------------------------- issue 12 / 13
+
+
+def test_select_level_rejects_nan_tolerance() -> None:
+    reader = ArrayReader(_red_slide(24, 40), mpp=0.25)
+    with pytest.raises(ValueError, match="`tolerance` to be a finite number >= 0"):
+        select_level(reader, 0.25, tolerance=float("nan"))
+    with pytest.raises(TypeError, match="`tolerance`"):
+        select_level(reader, 0.25, tolerance="0.1")  # type: ignore[arg-type]
+
+
+def test_integer_dtypes_refused_not_zeroed() -> None:
+    with pytest.raises(TypeError, match="`dtype` to be a floating torch dtype"):
+        blend_window(8, dtype=torch.int64)
+    with pytest.raises(TypeError, match="`dtype` to be a floating torch dtype"):
+        sliding_window(ArrayReader(_red_slide(16, 16)), identity, tile=8, dtype=torch.int64)
+
+
+@pytest.mark.parametrize(
+    ("fn", "match"),
+    [
+        (
+            lambda t: (torch.full((t.shape[0],), 300.0), t[:, 0]),
+            r"probabilities to lie in \[0, 1\]",
+        ),
+        (lambda t: (torch.ones(t.shape[0]), t[:, 0] * float("nan")), "maps to be finite"),
+    ],
+)
+def test_bad_extractor_values_refused(fn, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        sliding_window(ArrayReader(_red_slide(16, 16)), fn, tile=8, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(2, ValueError), (-0.1, ValueError), (float("nan"), ValueError), ("a", TypeError)],
+)
+def test_min_tissue_out_of_range(value, error) -> None:
+    mask = torch.ones(4, 4, dtype=torch.bool)
+    with pytest.raises(error, match="`min_tissue`"):
+        sliding_window(
+            ArrayReader(_red_slide(16, 16)), identity, tile=8, tissue=mask, min_tissue=value
+        )
+
+
+def test_bad_device_and_reader() -> None:
+    with pytest.raises(ValueError, match="`device` to name a torch device"):
+        sliding_window(ArrayReader(_red_slide(16, 16)), identity, tile=8, device="gpu0")
+    with pytest.raises(TypeError, match="`device`"):
+        blend_window(8, device=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`reader` to be a RegionReader"):
+        sliding_window(5, identity, tile=8)  # type: ignore[arg-type]
+
+
+def test_tile_grid_refuses_huge_grids_before_allocating() -> None:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="at most .* tiles"):
+        tile_grid((2**31, 2**31), tile=256)
+    assert time.perf_counter() - start < 0.5  # counted, not built
+
+
+def test_cam_extractor_protocol_matches_camseg_extractors() -> None:
+    import camseg
+    from camseg.slide import CAMExtractor
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 2, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
+    assert isinstance(camseg.GradCAM(model, "0"), CAMExtractor)
+    assert isinstance(FakeCAM(), CAMExtractor)
+    assert not isinstance(identity, CAMExtractor)

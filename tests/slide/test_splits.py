@@ -58,3 +58,11 @@ def test_group_split_tensor_inputs() -> None:
 def test_group_split_bad_input(kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
         group_split(["a", "b", "c"], **kwargs)
+
+
+def test_group_split_more_splits_than_groups_is_an_error() -> None:
+    with pytest.raises(ValueError, match="at least one group per split"):
+        group_split(["a", "a", "b"], fractions=(0.5, 0.3, 0.2))
+    # a zero fraction needs no group
+    train, empty = group_split(["a", "b"], fractions=(1.0, 0.0))
+    assert len(train) == 2 and len(empty) == 0

@@ -10,15 +10,15 @@ from camseg.slide import SyntheticSlide, make_slide
 
 @pytest.fixture(scope="module")
 def slide() -> SyntheticSlide:
-    return make_slide(400, 520, tumours=2, seed=3, mpp=0.5, pool=32)
+    return make_slide(height=400, width=520, tumors=2, seed=3, mpp=0.5, pool=32)
 
 
 def test_make_slide_structure(slide: SyntheticSlide) -> None:
     assert slide.image.shape == (400, 520, 3) and slide.image.dtype == np.uint8
-    assert slide.tumour.dtype == torch.bool and slide.tumour.shape == (400, 520)
+    assert slide.tumor.dtype == torch.bool and slide.tumor.shape == (400, 520)
     assert slide.mpp == 0.5
-    assert not bool((slide.tumour & ~slide.tissue).any())
-    assert 0.01 < float(slide.tumour.float().mean()) < 0.5
+    assert not bool((slide.tumor & ~slide.tissue).any())
+    assert 0.01 < float(slide.tumor.float().mean()) < 0.5
     assert 0.3 < float(slide.tissue.float().mean()) < 0.9
     # glass is background by both rules; the section is tissue by saturation
     img = torch.from_numpy(slide.image).permute(2, 0, 1)[None]
@@ -32,17 +32,17 @@ def test_make_slide_structure(slide: SyntheticSlide) -> None:
 def test_make_slide_tumour_pixels_look_different(slide: SyntheticSlide) -> None:
     img = torch.from_numpy(slide.image).float()
     # tumour nuclei are large and haematoxylin-dark: lower red/green than normal tissue
-    normal = slide.tissue & ~slide.tumour
-    assert float(img[slide.tumour].mean()) < float(img[normal].mean())
+    normal = slide.tissue & ~slide.tumor
+    assert float(img[slide.tumor].mean()) < float(img[normal].mean())
 
 
 @pytest.mark.slow
 def test_make_slide_deterministic(slide: SyntheticSlide) -> None:
-    again = make_slide(400, 520, tumours=2, seed=3, mpp=0.5, pool=32)
-    assert np.array_equal(again.image, slide.image) and torch.equal(again.tumour, slide.tumour)
-    other = make_slide(400, 520, tumours=2, seed=4, mpp=0.5, pool=32)
+    again = make_slide(height=400, width=520, tumors=2, seed=3, mpp=0.5, pool=32)
+    assert np.array_equal(again.image, slide.image) and torch.equal(again.tumor, slide.tumor)
+    other = make_slide(height=400, width=520, tumors=2, seed=4, mpp=0.5, pool=32)
     assert not np.array_equal(other.image, slide.image)
-    assert not bool(make_slide(400, 520, tumours=0, seed=3, pool=32).tumour.any())
+    assert not bool(make_slide(height=400, width=520, tumors=0, seed=3, pool=32).tumor.any())
 
 
 def test_slide_reader_pyramid(slide: SyntheticSlide) -> None:
@@ -58,7 +58,7 @@ def test_slide_reader_pyramid(slide: SyntheticSlide) -> None:
     [
         ({"height": 100}, ValueError, "`height` to be an int >= 384"),
         ({"width": 300.0}, TypeError, "`width` to be an int"),
-        ({"tumours": -1}, ValueError, "`tumours`"),
+        ({"tumors": -1}, ValueError, "`tumors`"),
         ({"mpp": 0}, ValueError, "`mpp` to be a number > 0"),
         ({"patch": 8}, ValueError, "`patch`"),
         ({"pool": 2}, ValueError, "`pool` to be an int >= 4"),

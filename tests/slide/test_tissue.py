@@ -66,12 +66,17 @@ def test_tissue_filter_rules() -> None:
     tiles[1, :, 10:] = 250  # 10/16 = 62.5% tissue
     tiles[2, :, 6:] = 250  # 6/16 = 37.5% tissue: below 0.4
     tiles[3] = 120  # flat (out of focus) but "tissue" by brightness
-    keep = TissueFilter("brightness")(tiles)
+    keep = TissueFilter(method="brightness")(tiles)
     assert keep.tolist() == [True, True, False, False]
-    assert TissueFilter("brightness", min_focus=None)(tiles).tolist() == [True, True, False, True]
-    half = TissueFilter("brightness", min_fraction=0.5, min_focus=None)
+    assert TissueFilter(method="brightness", min_focus=None)(tiles).tolist() == [
+        True,
+        True,
+        False,
+        True,
+    ]
+    half = TissueFilter(method="brightness", min_fraction=0.5, min_focus=None)
     assert half(tiles).tolist() == [True, True, False, True]
-    assert TissueFilter("brightness", min_fraction=0.7, min_focus=None)(tiles).tolist() == [
+    assert TissueFilter(method="brightness", min_fraction=0.7, min_focus=None)(tiles).tolist() == [
         True,
         False,
         False,

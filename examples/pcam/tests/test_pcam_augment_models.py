@@ -8,7 +8,6 @@ import torch
 from camseg_pcam.augment import Augment, d4_transform, hed_jitter, hed_to_rgb, rgb_to_hed
 from camseg_pcam.evaluate import cam_maps, masks_from_cams
 from camseg_pcam.models import MODELS, build_model
-from camseg_pcam.regularise import CamRegulariser, tumour_probability_maps
 from skimage.color import hed2rgb, rgb2hed
 
 import camseg
@@ -157,21 +156,6 @@ def test_cam_maps_equal_camseg_linear_cam_and_grad_cam() -> None:
     torch.testing.assert_close(ours, g, atol=1e-4, rtol=1e-4)
 
 
-def test_tumour_probability_maps_by_hand() -> None:
-    model = build_model("small", width=4)
-    with torch.no_grad():
-        model.fc.weight.copy_(torch.zeros(2, 32))
-        model.fc.weight[1, 0] = 2.0
-        model.fc.weight[0, 1] = 1.0
-        model.fc.bias.copy_(torch.tensor([0.5, 0.0]))
-    feats = torch.zeros(1, 32, 2, 2)
-    feats[0, 0] = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
-    feats[0, 1] = torch.tensor([[0.0, 3.0], [0.0, 0.0]])
-    # logit difference per location: 2*A0 - A1 - 0.5
-    expected = torch.sigmoid(torch.tensor([[[1.5, -3.5], [-0.5, -0.5]]]))
-    torch.testing.assert_close(tumour_probability_maps(model, feats), expected)
-
-
 def test_masks_from_cams_gate_and_otsu() -> None:
     cams = torch.zeros(2, 4, 4)
     cams[:, :2, :2] = 1.0
@@ -179,39 +163,3 @@ def test_masks_from_cams_gate_and_otsu() -> None:
     masks = masks_from_cams(cams, torch.tensor([0.8, 0.3]), min_prob=0.5)
     assert masks[0].sum() == 4 and bool(masks[0, :2, :2].all())
     assert not bool(masks[1].any())
-
-
-def test_regulariser_terms_and_errors() -> None:
-    torch.manual_seed(0)
-    model = build_model("small", width=4)
-    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 0, 1])
-    feats = model.forward_features(x)[1]
-    reg = CamRegulariser(
-        {
-            "suppression": 1.0,
-            "center_evidence": 0.5,
-            "size": 0.5,
-            "smoothness": 0.1,
-            "equivariance": 0.2,
-        },
-        size=16,
-    )
-    total, parts = reg(model, x, feats, y, generator=torch.Generator().manual_seed(0))
-    weights = {
-        "suppression": 1.0,
-        "center_evidence": 0.5,
-        "size": 0.5,
-        "smoothness": 0.1,
-        "equivariance": 0.2,
-    }
-    torch.testing.assert_close(total, sum(weights[k] * v for k, v in parts.items()))
-    maps = reg.maps(model, feats)
-    assert maps.shape == (4, 16, 16)
-    expected = camseg.losses.suppression_loss(maps, y)
-    torch.testing.assert_close(parts["suppression"], expected)
-    total.backward()
-    assert model.fc.weight.grad is not None
-    with pytest.raises(ValueError, match="Expected `cam` to be one of"):
-        CamRegulariser({"sparsity": 1.0})
-    with pytest.raises(ValueError, match=r"`cam\['size'\]` to be a finite number >= 0"):
-        CamRegulariser({"size": -1.0})

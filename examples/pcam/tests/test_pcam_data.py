@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -340,3 +341,169 @@ def test_gzip_wrapped_file_is_plain_gzip(tmp_path: Path) -> None:
     raw = gzip.decompress((tmp_path / f"{FILE_PREFIX}test_y.h5.gz").read_bytes())
     assert raw[:8] == b"\x89HDF\r\n\x1a\n"  # the HDF5 signature
     assert not any(n.endswith(".part") for n in os.listdir(tmp_path))
+
+
+# ----------------------------------------------------------------- checks at open
+
+
+def test_read_meta_reads_the_official_layout(tmp_path: Path) -> None:
+    p = tmp_path / "meta.csv"  # pandas' index column and booleans, as the PCam files have
+    p.write_text(
+        ",coord_y,coord_x,tumor_patch,center_tumor_patch,wsi\n"
+        "0,47360,44928,False,False,camelyon16_train_normal_042\n"
+        "1,96,192,True,False,camelyon16_train_tumor_001\n"
+        "2,0,0,True,True,camelyon16_train_tumor_001\n"
+    )
+    meta = read_meta(p, num_patches=3)
+    assert meta["tumor_patch"].tolist() == [0, 1, 1]
+    assert meta["center_tumor_patch"].tolist() == [0, 0, 1]
+    assert meta["coord_y"].tolist() == [47360, 96, 0]
+    assert meta["wsi"].tolist()[1] == "camelyon16_train_tumor_001"
+    with pytest.raises(PCamFormatError, match=r"Expected 4 rows in .*meta\.csv.*got 3"):
+        read_meta(p, num_patches=4)
+
+
+def test_synthetic_meta_has_the_official_layout(pcam_root: Path) -> None:
+    path = find_pcam_files(pcam_root, "valid").meta
+    assert path is not None
+    header, first = path.read_text().splitlines()[:2]
+    assert header == ",coord_y,coord_x,tumor_patch,center_tumor_patch,wsi"
+    assert first.startswith("0,") and ("True" in first or "False" in first)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda t: "\n".join(t.splitlines()[:-3]) + "\n", r"Expected 24 rows in .*valid_meta\.csv"),
+        (lambda t: t[: t.rindex(",")] + "\n", r"6 values on line 25 of .*valid_meta\.csv"),
+        (lambda t: t.replace("coord_x", "coordx", 1), r"valid_meta\.csv.*\['coord_x'\]"),
+        (lambda t: t.replace(",True,", ",maybe,", 1), r"'tumor_patch' of .*valid_meta\.csv"),
+        (
+            lambda t: re.sub(r",synthetic_valid_\w+\n", ",\n", t, count=1),
+            r"slide name .* of .*valid_meta\.csv' on line 2",
+        ),
+    ],
+)
+def test_a_bad_meta_csv_fails_at_open(
+    tmp_path: Path, pcam_root: Path, edit: object, match: str
+) -> None:
+    root = _copy(pcam_root, tmp_path)
+    meta = root / f"{FILE_PREFIX}valid_meta.csv"
+    text = meta.read_text()
+    new = edit(text)  # type: ignore[operator]
+    assert new != text
+    meta.write_text(new)
+    with pytest.raises(PCamFormatError, match=match):
+        PCamH5(find_pcam_files(root, "valid"), masks=False)
+
+
+def test_a_truncated_mask_file_fails_at_open_even_unread(tmp_path: Path, pcam_root: Path) -> None:
+    root = _copy(pcam_root, tmp_path)
+    mask = root / f"{FILE_PREFIX}valid_mask.h5"
+    with open(mask, "r+b") as fh:  # the header survives, the last masks do not
+        fh.truncate(mask.stat().st_size - 96 * 96 * 4)
+    files = find_pcam_files(root, "valid")
+    with pytest.raises(PCamFormatError, match=r"valid_mask\.h5.*truncated.*dataclasses\.replace"):
+        PCamH5(files, masks=False)
+    with pytest.raises(PCamFormatError, match=r"valid_mask\.h5.*truncated"):
+        PCamH5(files)
+    import dataclasses
+
+    assert len(PCamH5(dataclasses.replace(files, mask=None))) == 24  # explicitly ignored
+
+
+def test_a_short_mask_file_fails_at_open_even_unread(tmp_path: Path, pcam_root: Path) -> None:
+    root = _copy(pcam_root, tmp_path)
+    _rewrite(root / f"{FILE_PREFIX}valid_mask.h5", "mask", np.zeros((20, 96, 96, 1), bool))
+    with pytest.raises(PCamFormatError, match=r"valid_mask\.h5.*24 masks.*got 20"):
+        PCamH5(find_pcam_files(root, "valid"), masks=False)
+
+
+def _compressed(tmp_path: Path, n: int = 32, rows: int = 8) -> tuple[Path, np.ndarray]:
+    x, y, _ = _arrays(n, seed=7)
+    write_split(tmp_path, "test", x, y)
+    path = tmp_path / f"{FILE_PREFIX}test_x.h5"
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset("x", data=x, chunks=(rows, 96, 96, 3), compression="gzip")
+    return path, x
+
+
+def _chunk(path: Path, k: int) -> tuple[int, int]:
+    with h5py.File(path, "r") as fh:
+        info = fh["x"].id.get_chunk_info(k)
+    return int(info.byte_offset), int(info.size)
+
+
+def test_a_truncated_compressed_file_fails_at_open(tmp_path: Path) -> None:
+    path, _ = _compressed(tmp_path)
+    offset, size = _chunk(path, 3)
+    with open(path, "r+b") as fh:
+        fh.truncate(offset + size // 2)
+    with pytest.raises(PCamFormatError, match=r"test_x\.h5.*(truncated|damaged)"):
+        PCamH5(find_pcam_files(tmp_path, "test"))
+
+
+@pytest.mark.parametrize("chunk", [0, 1])
+def test_scrambled_compressed_patches_name_the_file(tmp_path: Path, chunk: int) -> None:
+    path, x = _compressed(tmp_path)
+    offset, size = _chunk(path, chunk)
+    raw = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    raw[offset + 16 : offset + size - 16] = rng.integers(0, 256, size - 32, np.uint8).tobytes()
+    path.write_bytes(bytes(raw))
+    files = find_pcam_files(tmp_path, "test")
+    if chunk == 0:  # the first and last rows are decoded at open
+        with pytest.raises(PCamFormatError, match=r"decode rows of 'x' in .*test_x\.h5"):
+            PCamH5(files)
+        return
+    ds = PCamH5(files)  # a middle chunk is only read when its patches are
+    np.testing.assert_array_equal(ds.__getitems__([0, 31])["image"].numpy(), x[[0, 31]])
+    with pytest.raises(PCamFormatError, match=r"rows 8\.\.9 of 'x' from .*test_x\.h5.*damaged"):
+        ds.__getitems__([8, 9])
+
+
+def test_a_scrambled_header_names_the_file(tmp_path: Path, pcam_root: Path) -> None:
+    root = _copy(pcam_root, tmp_path)
+    x = root / f"{FILE_PREFIX}valid_x.h5"
+    raw = bytearray(x.read_bytes())
+    raw[:512] = np.random.default_rng(1).integers(0, 256, 512, np.uint8).tobytes()
+    x.write_bytes(bytes(raw))
+    with pytest.raises(PCamFormatError, match=r"valid_x\.h5.*(HDF5|damaged)"):
+        PCamH5(find_pcam_files(root, "valid"))
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "masks", "error", "match"),
+    [
+        (np.zeros((2, 96, 96, 3), np.float32), [0, 1], None, TypeError, "`images` to be uint8"),
+        (np.zeros((2, 96, 96), np.uint8), [0, 1], None, ValueError, r"\(N, H, W, 3\)"),
+        (np.zeros((2, 96, 96, 3), np.uint8), [0], None, ValueError, "`labels` to hold 2"),
+        (np.zeros((2, 96, 96, 3), np.uint8), [0, 2], None, ValueError, "`labels` to be 0/1"),
+        (np.zeros((2, 96, 96, 3), np.uint8), [0.0, 1.0], None, TypeError, "integer or bool"),
+        (
+            np.zeros((2, 96, 96, 3), np.uint8),
+            [0, 1],
+            np.zeros((2, 64, 64), bool),
+            ValueError,
+            r"`masks` to have shape \(2, 96, 96\)",
+        ),
+        (
+            np.zeros((2, 96, 96, 3), np.uint8),
+            [0, 1],
+            np.full((2, 96, 96), 0.5),
+            TypeError,
+            "`masks` to be bool",
+        ),
+    ],
+)
+def test_write_split_casts_nothing_silently(
+    tmp_path: Path,
+    images: np.ndarray,
+    labels: list,
+    masks: np.ndarray | None,
+    error: type,
+    match: str,
+) -> None:
+    with pytest.raises(error, match=match):
+        write_split(tmp_path, "test", images, np.asarray(labels), masks=masks)
+    assert list(tmp_path.iterdir()) == []

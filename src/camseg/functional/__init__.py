@@ -1,11 +1,13 @@
 """Pure tensor maths for class-activation maps: no hooks, no state.
 
 :mod:`camseg.functional` holds the CAM weightings (functions of activations
-and gradients) and the operations on maps. The extractors in :mod:`camseg` only
-wire hooks and call these functions, so a map computed by an extractor equals
-the function applied to the captured tensors.
+and gradients), the operations on maps, and the one Gaussian blur that the
+faithfulness metrics and tissue detection share. The extractors in
+:mod:`camseg` only wire hooks and call these functions, so a map computed by an
+extractor equals the function applied to the captured tensors.
 """
 
+from camseg.functional.filters import gaussian_blur
 from camseg.functional.maps import NormalizeMode, normalize, tokens_to_grid, upsample
 from camseg.functional.weights import (
     eigencam,
@@ -20,6 +22,7 @@ from camseg.functional.weights import (
 __all__ = [
     "NormalizeMode",
     "eigencam",
+    "gaussian_blur",
     "gradcam",
     "gradcam_pp",
     "hirescam",

@@ -1,4 +1,4 @@
-"""Operations on class-activation maps: resizing, normalisation, token grids.
+"""Operations on class-activation maps: resizing, normalization, token grids.
 
 All functions are pure, batched and stay on the input's device. Maps are
 ``(B, h, w)`` or ``(B, K, h, w)`` (``K`` targets per image); any number of
@@ -18,7 +18,7 @@ from camseg._checks import check_floating, check_ndim, check_one_of, check_posit
 __all__ = ["NormalizeMode", "normalize", "tokens_to_grid", "upsample"]
 
 NormalizeMode = Literal["minmax", "max"] | None
-"""Per-map normalisation: ``"minmax"``, ``"max"`` or ``None`` (raw)."""
+"""Per-map normalization: ``"minmax"``, ``"max"`` or ``None`` (raw)."""
 
 _NORMALIZE_MODES = ("minmax", "max", None)
 
@@ -77,8 +77,8 @@ def upsample(
     return out.reshape(*lead, *size)
 
 
-def normalize(maps: torch.Tensor, mode: NormalizeMode = "minmax") -> torch.Tensor:
-    r"""Normalise each map to ``[0, 1]``.
+def normalize(maps: torch.Tensor, *, mode: NormalizeMode = "minmax") -> torch.Tensor:
+    r"""Normalize each map to ``[0, 1]``.
 
     - ``"minmax"``: :math:`(m - \min m) / (\max m - \min m)` per map; a constant
       map becomes all zeros. Good for display; it cannot say "nothing here",
@@ -103,10 +103,10 @@ def normalize(maps: torch.Tensor, mode: NormalizeMode = "minmax") -> torch.Tenso
 
     Example:
         >>> m = torch.tensor([[[1.0, 2.0], [3.0, 5.0]]])
-        >>> normalize(m, "minmax")
+        >>> normalize(m, mode="minmax")
         tensor([[[0.0000, 0.2500],
                  [0.5000, 1.0000]]])
-        >>> normalize(m, "max")
+        >>> normalize(m, mode="max")
         tensor([[[0.2000, 0.4000],
                  [0.6000, 1.0000]]])
     """

@@ -4,7 +4,7 @@ Every function here takes activations of shape ``(..., C, h, w)`` and, where
 the method uses them, gradients ``G = d score / d A`` of a broadcastable shape
 (``A`` of shape ``(B, C, h, w)`` with ``G`` of shape ``(B, K, C, h, w)`` gives
 ``K`` maps per image), and returns raw maps ``(..., h, w)``. The ReLU of the
-original papers is applied; normalisation and resizing are separate steps
+original papers is applied; normalization and resizing are separate steps
 (:mod:`camseg.functional.maps`). Nothing here registers hooks or keeps state,
 so every function is differentiable and works on any device and dtype.
 
@@ -133,7 +133,7 @@ def hirescam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
 
 
 def xgradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
-    r"""XGrad-CAM: channel weights normalised by the channel's total activation.
+    r"""XGrad-CAM: channel weights normalized by the channel's total activation.
 
     .. math::
 
@@ -196,7 +196,7 @@ def gradcam_pp(
     denominator; it is 0 by default so that the function computes exactly the
     formula above. pytorch-grad-cam adds ``1e-6``; pass ``eps=1e-6`` to
     reproduce its numbers. torch-cam's implementation divides a copy of
-    :math:`\alpha` in place and so skips the normalisation; it is not a
+    :math:`\alpha` in place and so skips the normalization; it is not a
     reference for this method.
 
     Args:

@@ -24,6 +24,14 @@ from camseg.losses._consistency import (
     transform_group,
 )
 from camseg.losses._dense import MaskLoss, SmoothnessLoss, mask_loss, smoothness_loss
+from camseg.losses._mil import (
+    MILLoss,
+    Pooling,
+    PseudoMaskLoss,
+    mil_loss,
+    mil_pool,
+    pseudo_mask_loss,
+)
 from camseg.losses._region import (
     CenterEvidenceLoss,
     SizeLoss,
@@ -41,7 +49,10 @@ __all__ = [
     "CamFn",
     "CenterEvidenceLoss",
     "EquivarianceLoss",
+    "MILLoss",
     "MaskLoss",
+    "Pooling",
+    "PseudoMaskLoss",
     "PuzzleLoss",
     "Reduction",
     "Region",
@@ -54,6 +65,9 @@ __all__ = [
     "center_evidence_loss",
     "equivariance_loss",
     "mask_loss",
+    "mil_loss",
+    "mil_pool",
+    "pseudo_mask_loss",
     "puzzle_loss",
     "region_mask",
     "size_loss",

@@ -1,25 +1,40 @@
-"""Shared helpers of the loss functions: input checks, dtype handling, reductions."""
+"""Shared helpers of the loss functions: the loss aliases, the compute dtype of maps, reductions.
+
+The checks themselves live in :mod:`camseg._checks`; the names are re-exported here for the
+loss modules.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 
+from camseg import _checks
 from camseg._checks import (
-    check_binary_labels,
-    check_floating,
-    check_ndim,
-    check_one_of,
-    check_same_batch,
-    check_tensor,
-    describe,
+    REDUCTIONS,
+    Reduction,
+    as_compute_dtype,
+    check_callable,
+    check_images,
+    check_labels,
+    check_reduction,
 )
 
-Reduction = Literal["mean", "sum", "none"]
-"""How per-image losses are combined: ``"mean"`` over the images the loss applies to,
-``"sum"``, or ``"none"`` (a ``(B,)`` tensor)."""
+__all__ = [
+    "REDUCTIONS",
+    "CamFn",
+    "Reduction",
+    "Region",
+    "ScoreFn",
+    "as_compute_dtype",
+    "check_callable",
+    "check_images",
+    "check_labels",
+    "check_maps",
+    "check_reduction",
+    "reduce",
+]
 
 CamFn = Callable[[torch.Tensor], torch.Tensor]
 """A function ``images (B, C, H, W) -> maps (B, h, w)`` (any CAM extractor)."""
@@ -32,48 +47,13 @@ Region = float | tuple[float, float, float, float] | torch.Tensor
 a box ``(top, left, bottom, right)`` in fractions of the map's height and width, or a
 ``torch.bool`` mask of shape ``(H, W)``."""
 
-REDUCTIONS = ("mean", "sum", "none")
 
+def check_maps(maps: object, name: str = "maps", *, finite: bool = False) -> torch.Tensor:
+    """:func:`camseg._checks.check_maps` for ``(B, H, W)`` loss inputs, in a compute dtype.
 
-def as_compute_dtype(x: torch.Tensor) -> torch.Tensor:
-    """Half-precision tensors (autocast) are promoted to float32; others pass through."""
-    if x.dtype in (torch.float16, torch.bfloat16):
-        return x.float()
-    return x
-
-
-def check_maps(maps: object, name: str = "maps") -> torch.Tensor:
-    """Check a ``(B, H, W)`` floating map tensor and return it in a compute dtype."""
-    maps = check_tensor(maps, name)
-    check_ndim(maps, name, 3, "(B, H, W)")
-    check_floating(maps, name)
-    return as_compute_dtype(maps)
-
-
-def check_images(images: object, name: str = "images") -> torch.Tensor:
-    """Check a ``(B, C, H, W)`` floating image tensor."""
-    images = check_tensor(images, name)
-    check_ndim(images, name, 4, "(B, C, H, W)")
-    check_floating(images, name)
-    return images
-
-
-def check_labels(labels: object, maps: torch.Tensor, name: str = "labels") -> torch.Tensor:
-    """Check 0/1 labels of shape ``(B,)`` matching the batch of ``maps``; return bool."""
-    out = check_binary_labels(labels, name)
-    check_same_batch(maps, "maps", out, name)
-    return out.to(maps.device)
-
-
-def check_reduction(reduction: object) -> None:
-    """Raise unless ``reduction`` is one of :data:`REDUCTIONS`."""
-    check_one_of(reduction, "reduction", REDUCTIONS)
-
-
-def check_callable(fn: object, name: str) -> None:
-    """Raise ``TypeError`` unless ``fn`` is callable."""
-    if not callable(fn):
-        raise TypeError(f"Expected `{name}` to be callable, but got {describe(fn)}.")
+    Losses sit in training loops, so the finiteness check (a device sync) is opt-in.
+    """
+    return as_compute_dtype(_checks.check_maps(maps, name, finite=finite))
 
 
 def reduce(

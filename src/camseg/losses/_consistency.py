@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from camseg._checks import (
+    check_in_range,
     check_nonnegative,
     check_one_of,
     check_positive_int,
@@ -113,6 +114,15 @@ def _check_number(value: object, name: str) -> None:
         raise TypeError(f"Expected `{name}` to be a number, but got {describe(value)}.")
 
 
+def _check_batch(images: torch.Tensor) -> None:
+    """Raise ``ValueError`` for an empty batch (a loss of 0 there would be a silent answer)."""
+    if images.shape[0] == 0:
+        raise ValueError(
+            "Expected `images` to hold at least one image, but got an empty batch of shape "
+            f"{tuple(images.shape)}."
+        )
+
+
 def equivariance_loss(
     cam_fn: CamFn,
     images: torch.Tensor,
@@ -172,6 +182,7 @@ def equivariance_loss(
     """
     check_callable(cam_fn, "cam_fn")
     images = check_images(images)
+    _check_batch(images)
     if maps is not None:
         maps = check_maps(maps)
         check_same_batch(images, "images", maps, "maps")
@@ -269,6 +280,7 @@ def puzzle_loss(
     """
     check_callable(cam_fn, "cam_fn")
     images = check_images(images)
+    _check_batch(images)
     check_positive_int(tiles, "tiles")
     check_reduction(reduction)
     b, c, h, w = images.shape
@@ -323,7 +335,7 @@ def attention_mining_loss(
         labels: optional ``(B,)`` 0/1 labels; the loss applies to positives (to all
             images when None).
         omega: sharpness :math:`\omega > 0` of the soft mask.
-        sigma: threshold :math:`\sigma_0` of the soft mask.
+        sigma: threshold :math:`\sigma_0` of the soft mask, in ``[0, 1]``.
         fill: value that erased pixels take (0 as in GAIN; white, 1, suits H&E).
         reduction: ``"mean"`` over the images it applies to, ``"sum"`` or ``"none"``.
 
@@ -347,7 +359,8 @@ def attention_mining_loss(
     """
     check_callable(score_fn, "score_fn")
     images = check_images(images)
-    maps = check_maps(maps)
+    _check_batch(images)
+    maps = check_maps(maps, finite=True)
     if maps.shape[0] != images.shape[0] or maps.shape[-2:] != images.shape[-2:]:
         raise ValueError(
             "Expected `maps` to have shape (B, H, W) matching `images` (B, C, H, W), but got "
@@ -359,6 +372,9 @@ def attention_mining_loss(
     if omega <= 0:
         raise ValueError(f"Expected `omega` to be > 0, but got {omega!r}.")
     _check_number(sigma, "sigma")
+    check_in_range(
+        sigma, "sigma", 0.0, 1.0, hint="Hint: `sigma` thresholds maps normalized to [0, 1]."
+    )
     _check_number(fill, "fill")
     check_reduction(reduction)
     soft = torch.sigmoid(omega * (maps - sigma)).to(images.dtype)[:, None]

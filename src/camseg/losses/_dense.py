@@ -58,6 +58,11 @@ def smoothness_loss(
         algorithms", Physica D 1992.
     """
     maps = check_maps(maps)
+    if maps.shape[0] == 0:
+        raise ValueError(
+            "Expected `maps` to hold at least one map, but got an empty batch of shape "
+            f"{tuple(maps.shape)}."
+        )
     check_one_of(norm, "norm", ("l1", "l2"))
     check_reduction(reduction)
     if maps.shape[-2] < 2 or maps.shape[-1] < 2:

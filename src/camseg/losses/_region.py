@@ -76,6 +76,14 @@ def region_mask(
         >>> int(region_mask((0.0, 0.0, 0.5, 1.0), (96, 96)).sum())
         4608
     """
+    if (
+        not isinstance(size, (tuple, list, torch.Size))
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+    ):
+        raise TypeError(f"Expected `size` to be a pair of ints (H, W), but got {describe(size)}.")
+    if size[0] < 1 or size[1] < 1:
+        raise ValueError(f"Expected `size` to have sides >= 1, but got {tuple(size)}.")
     h, w = size
     if isinstance(region, torch.Tensor):
         if region.dtype != torch.bool or region.ndim != 2:

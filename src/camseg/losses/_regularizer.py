@@ -134,6 +134,7 @@ class CAMRegularizer(nn.Module):
 
         Raises:
             TypeError: if ``step`` is not an int or None.
+            ValueError: if ``step`` is negative.
 
         Example:
             >>> from camseg.losses import SmoothnessLoss
@@ -143,6 +144,8 @@ class CAMRegularizer(nn.Module):
         """
         if step is not None and (not isinstance(step, int) or isinstance(step, bool)):
             raise TypeError(f"Expected `step` to be an int or None, but got {describe(step)}.")
+        if step is not None and step < 0:
+            raise ValueError(f"Expected `step` to be an int >= 0 or None, but got {step}.")
         out = {}
         for name in self.names:
             ramp = self.warmup.get(name, 0)

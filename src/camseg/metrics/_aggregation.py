@@ -19,7 +19,7 @@ from camseg._checks import (
     describe,
 )
 
-__all__ = ["aggregate", "estimated_tumour_area"]
+__all__ = ["aggregate", "estimated_tumor_area"]
 
 AggregateMethod = Literal["max", "mean", "topk_mean", "fraction_above", "sum"]
 
@@ -57,7 +57,7 @@ def aggregate(
     - ``"topk_mean"``: mean of the ``k`` largest values of the group (of all
       of them when the group has fewer than ``k``).
     - ``"fraction_above"``: :math:`\frac{1}{|g|} \#\{i \in g : v_i > t\}`,
-      strictly above ``threshold`` (e.g. the fraction of tumour patches with
+      strictly above ``threshold`` (e.g. the fraction of tumor patches with
       probability above THR_PATCH = 0.7, 0.8 or 0.9).
 
     Args:
@@ -129,13 +129,13 @@ def aggregate(
     return ids, total / counts.clamp(max=k).to(fdtype)
 
 
-def estimated_tumour_area(
+def estimated_tumor_area(
     masks: torch.Tensor,
     groups: torch.Tensor,
     *,
     pixel_area: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Estimated tumour area per group: mask pixels summed over its patches.
+    r"""Estimated tumor area per group: mask pixels summed over its patches.
 
     .. math::
 
@@ -145,7 +145,7 @@ def estimated_tumour_area(
     patches, stitch the masks first or the shared pixels count more than once.
 
     Args:
-        masks: per-patch tumour masks, ``torch.bool`` ``(N, H, W)``.
+        masks: per-patch tumor masks, ``torch.bool`` ``(N, H, W)``.
         groups: integer group id of each patch, shape ``(N,)``.
         pixel_area: area of one mask pixel, e.g. in mm² (PCam patches come
             from Camelyon16 slides downsampled from 40× to 10×, so a pixel is
@@ -163,7 +163,7 @@ def estimated_tumour_area(
         >>> masks = torch.zeros(3, 4, 4, dtype=torch.bool)
         >>> masks[0, :2, :2] = True
         >>> masks[2, :, :1] = True
-        >>> estimated_tumour_area(masks, torch.tensor([5, 5, 9]), pixel_area=0.25)
+        >>> estimated_tumor_area(masks, torch.tensor([5, 5, 9]), pixel_area=0.25)
         (tensor([5, 9]), tensor([1., 1.], dtype=torch.float64))
     """
     check_bool_mask(masks, "masks", "(N, H, W)")

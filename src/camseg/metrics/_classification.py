@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, NamedTuple
 
 import torch
@@ -17,6 +18,7 @@ from camseg._checks import (
     check_tensor,
     describe,
 )
+from camseg.metrics._ranking import auc_sorted, distinct_cumulative
 
 __all__ = [
     "BinaryStats",
@@ -31,39 +33,11 @@ __all__ = [
     "youden_threshold",
 ]
 
+#: Largest integer score magnitude held exactly by a float64 threshold.
+_EXACT_INT = 2**53
+
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _average_ranks(x: torch.Tensor) -> torch.Tensor:
-    """Ranks along the last dimension, 1-based, ties given their average rank.
-
-    Batched equivalent of :func:`scipy.stats.rankdata` with ``method="average"``
-    applied to every row: sort once, find the runs of equal values, give each
-    run the mean of its first and last ordinal rank, and scatter back.
-
-    Args:
-        x: scores, shape ``(..., N)``.
-
-    Returns:
-        float64 ranks of the same shape.
-    """
-    n = x.shape[-1]
-    if n == 0:
-        return torch.zeros(x.shape, dtype=torch.float64, device=x.device)
-    values, order = torch.sort(x, dim=-1, stable=True)
-    pos = torch.arange(n, device=x.device).expand_as(values)
-    new_run = torch.ones_like(values, dtype=torch.bool)
-    new_run[..., 1:] = values[..., 1:] != values[..., :-1]
-    end_run = torch.ones_like(values, dtype=torch.bool)
-    end_run[..., :-1] = new_run[..., 1:]
-    # first position of the run each element belongs to: running max of run starts
-    first = torch.where(new_run, pos, torch.zeros_like(pos)).cummax(dim=-1).values
-    # last position: same from the right
-    last_rev = torch.where(end_run, pos, torch.full_like(pos, n - 1)).flip(-1)
-    last = (-(-last_rev).cummax(dim=-1).values).flip(-1)
-    avg = (first + last).to(torch.float64) / 2.0 + 1.0
-    return torch.empty_like(avg).scatter_(-1, order, avg)
 
 
 def _check_scores(scores: torch.Tensor, name: str = "scores") -> None:
@@ -90,20 +64,6 @@ def _require_both_classes(y: torch.Tensor, what: str) -> tuple[int, int]:
             f"and {n_neg} negative labels. Hint: {what} is undefined for one class."
         )
     return n_pos, n_neg
-
-
-def _distinct_cumulative(
-    scores: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """True/false positives at every distinct score, thresholds in decreasing order."""
-    s, order = torch.sort(scores, descending=True)
-    cum = torch.cumsum(y[order], 0)  # int64 running count of positives
-    last_of_run = torch.ones_like(s, dtype=torch.bool)
-    torch.ne(s[1:], s[:-1], out=last_of_run[:-1])
-    idx = torch.nonzero(last_of_run).squeeze(1)
-    tps = cum[idx].to(torch.float64)
-    fps = (idx + 1).to(torch.float64) - tps
-    return tps, fps, s[idx]
 
 
 # --------------------------------------------------------------------------- ROC / AUC / AP
@@ -145,22 +105,7 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """
     y = _check_binary_pair(scores, labels)
     n_pos, n_neg = _require_both_classes(y, "ROC AUC")
-    return _auc_sorted(scores, y, n_pos, n_neg)
-
-
-def _auc_sorted(scores: torch.Tensor, y: torch.Tensor, n_pos: int, n_neg: int) -> torch.Tensor:
-    """Trapezoidal ROC area from one sort (equal to the tie-averaged rank statistic).
-
-    With integer counts ``tps``/``fps`` at the distinct thresholds, twice the
-    area times ``n_pos * n_neg`` is ``sum (fps_k - fps_{k-1}) (tps_k + tps_{k-1})``,
-    a sum of integers held exactly in float64 up to 2**53.
-    """
-    tps, fps, _ = _distinct_cumulative(scores, y)
-    zero = torch.zeros(1, dtype=tps.dtype, device=tps.device)
-    tps = torch.cat([zero, tps])
-    fps = torch.cat([zero, fps])
-    area2 = (torch.diff(fps) * (tps[1:] + tps[:-1])).sum()
-    return area2 / (2.0 * n_pos * n_neg)
+    return auc_sorted(scores, y, n_pos, n_neg)
 
 
 def roc_curve(
@@ -185,12 +130,13 @@ def roc_curve(
     Returns:
         ``(fpr, tpr, thresholds)``, each of shape ``(K + 1,)`` for ``K``
         distinct scores; ``fpr``/``tpr`` are float64, ``thresholds`` has the
-        scores' dtype.
+        scores' dtype (float64 for integer scores, which have no ``inf``).
 
     Raises:
         TypeError: if ``scores`` is not a real tensor.
-        ValueError: on a shape mismatch, non-binary labels, NaN scores, or
-            labels with only one class.
+        ValueError: on a shape mismatch, non-binary labels, NaN scores,
+            labels with only one class, or integer scores beyond
+            :math:`\pm 2^{53}`.
 
     Example:
         >>> fpr, tpr, thr = roc_curve(torch.tensor([0.1, 0.4, 0.35, 0.8]),
@@ -207,14 +153,20 @@ def roc_curve(
     """
     y = _check_binary_pair(scores, labels)
     n_pos, n_neg = _require_both_classes(y, "the ROC curve")
-    tps, fps, thr = _distinct_cumulative(scores, y)
+    tps, fps, thr = distinct_cumulative(scores, y)
     zero = torch.zeros(1, dtype=torch.float64, device=scores.device)
     tpr = torch.cat([zero, tps / n_pos])
     fpr = torch.cat([zero, fps / n_neg])
-    inf = torch.full((1,), float("inf"), dtype=thr.dtype, device=thr.device)
     if not thr.is_floating_point():
+        # integer scores: the thresholds (with +inf first) are float64, exact up to 2**53
+        big = int(thr.abs().max()) if thr.dtype != torch.uint8 else int(thr.max())
+        if big > _EXACT_INT:
+            raise ValueError(
+                f"Expected integer `scores` within +-2**53 (exact as float64 thresholds), "
+                f"but got a magnitude of {big}. Hint: rescale the scores or pass floats."
+            )
         thr = thr.to(torch.float64)
-        inf = inf.to(torch.float64)
+    inf = torch.full((1,), float("inf"), dtype=thr.dtype, device=thr.device)
     return fpr, tpr, torch.cat([inf, thr])
 
 
@@ -252,7 +204,7 @@ def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
             "Expected `labels` to hold at least one positive for average precision, "
             "but got none. Hint: AP is undefined without positives."
         )
-    tps, fps, _ = _distinct_cumulative(scores, y)
+    tps, fps, _ = distinct_cumulative(scores, y)
     precision = tps / (tps + fps)
     recall = tps / n_pos
     d_recall = torch.diff(recall, prepend=torch.zeros(1, dtype=recall.dtype, device=recall.device))
@@ -271,7 +223,7 @@ def youden_threshold(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
         labels: binary labels 0/1, shape ``(N,)``.
 
     Returns:
-        0-d tensor, one of the scores.
+        0-d tensor, one of the scores (as float64 for integer scores).
 
     Raises:
         TypeError: if ``scores`` is not a real tensor.
@@ -320,7 +272,7 @@ class BinaryStats(NamedTuple):
 
 
 def binary_stats(
-    scores_or_preds: torch.Tensor,
+    preds: torch.Tensor,
     labels: torch.Tensor,
     *,
     threshold: float = 0.5,
@@ -332,9 +284,9 @@ def binary_stats(
     ignored); real scores are called positive when ``score >= threshold``.
 
     Args:
-        scores_or_preds: bool decisions or real scores, shape ``(N,)``.
+        preds: bool decisions or real scores, shape ``(N,)``.
         labels: binary labels 0/1, shape ``(N,)``.
-        threshold: decision threshold for real scores.
+        threshold: decision threshold for real scores (finite).
         zero_division: value of a ratio whose denominator is 0 (e.g. precision
             with no positive call). Default NaN; scikit-learn uses 0.
 
@@ -343,28 +295,34 @@ def binary_stats(
 
     Raises:
         TypeError: if an argument has the wrong type.
-        ValueError: on a shape mismatch, non-binary labels or NaN scores.
+        ValueError: on a shape mismatch, non-binary labels, NaN scores or a
+            non-finite ``threshold``.
 
     Example:
         >>> s = binary_stats(torch.tensor([0.9, 0.2, 0.6, 0.4]), torch.tensor([1, 0, 0, 1]))
         >>> float(s.sensitivity), float(s.specificity), float(s.f1), float(s.accuracy)
         (0.5, 0.5, 0.5, 0.5)
     """
-    check_tensor(scores_or_preds, "scores_or_preds")
-    check_ndim(scores_or_preds, "scores_or_preds", 1, "(N,)")
+    check_tensor(preds, "preds")
+    check_ndim(preds, "preds", 1, "(N,)")
     y = check_binary_labels(labels, "labels")
-    check_same_batch(scores_or_preds, "scores_or_preds", y, "labels")
+    check_same_batch(preds, "preds", y, "labels")
     if not isinstance(zero_division, (int, float)) or isinstance(zero_division, bool):
         raise TypeError(
             f"Expected `zero_division` to be a number, but got {describe(zero_division)}."
         )
-    if scores_or_preds.dtype == torch.bool:
-        pred = scores_or_preds
+    if preds.dtype == torch.bool:
+        pred = preds
     else:
-        _check_scores(scores_or_preds, "scores_or_preds")
+        _check_scores(preds, "preds")
         if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
             raise TypeError(f"Expected `threshold` to be a number, but got {describe(threshold)}.")
-        pred = scores_or_preds >= threshold
+        if not math.isfinite(threshold):
+            raise ValueError(
+                f"Expected `threshold` to be a finite number, but got {threshold!r}. "
+                "Hint: a NaN threshold would call every score negative."
+            )
+        pred = preds >= threshold
     f64 = torch.float64
     tp = (pred & y).sum().to(f64)
     fp = (pred & ~y).sum().to(f64)
@@ -396,7 +354,7 @@ def _check_class_ids(value: torch.Tensor, name: str) -> None:
 
 
 def confusion_matrix(
-    preds: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None
+    preds: torch.Tensor, labels: torch.Tensor, *, num_classes: int | None = None
 ) -> torch.Tensor:
     """Confusion matrix: rows are true classes, columns predicted classes.
 
@@ -442,8 +400,8 @@ def confusion_matrix(
 
 
 def cohen_kappa(
-    y_true: torch.Tensor,
-    y_pred: torch.Tensor,
+    preds: torch.Tensor,
+    labels: torch.Tensor,
     *,
     weights: Literal["linear", "quadratic"] | None = None,
     num_classes: int | None = None,
@@ -464,8 +422,8 @@ def cohen_kappa(
     pN0 < pN0(i+) < pN1mi < pN1 < pN2 are the use of the weighted forms.
 
     Args:
-        y_true: class ids of one rater (int or bool), shape ``(N,)``.
-        y_pred: class ids of the other rater, shape ``(N,)``.
+        preds: predicted class ids (or one rater's), int or bool, shape ``(N,)``.
+        labels: true class ids (or the other rater's), shape ``(N,)``.
         weights: ``None``, ``"linear"`` or ``"quadratic"``.
         num_classes: fixes the class set to ``0 .. num_classes - 1``.
 
@@ -489,21 +447,21 @@ def cohen_kappa(
         Cohen, "A coefficient of agreement for nominal scales", 1960; Cohen,
         "Weighted kappa", Psychological Bulletin 1968.
     """
-    check_tensor(y_true, "y_true")
-    check_tensor(y_pred, "y_pred")
-    _check_class_ids(y_true, "y_true")
-    _check_class_ids(y_pred, "y_pred")
-    check_same_batch(y_true, "y_true", y_pred, "y_pred")
+    check_tensor(preds, "preds")
+    check_tensor(labels, "labels")
+    _check_class_ids(preds, "preds")
+    _check_class_ids(labels, "labels")
+    check_same_batch(preds, "preds", labels, "labels")
     check_one_of(weights, "weights", (None, "linear", "quadratic"))
     if num_classes is None:
-        classes = torch.unique(torch.cat([y_true.long(), y_pred.long()]))
-        a = torch.searchsorted(classes, y_true.long())
-        b = torch.searchsorted(classes, y_pred.long())
+        classes = torch.unique(torch.cat([labels.long(), preds.long()]))
+        a = torch.searchsorted(classes, labels.long())
+        b = torch.searchsorted(classes, preds.long())
         c = max(int(classes.numel()), 1)
     else:
-        a, b = y_true.long(), y_pred.long()
+        a, b = labels.long(), preds.long()
         c = num_classes
-    conf = confusion_matrix(b, a, c).to(torch.float64)
+    conf = confusion_matrix(b, a, num_classes=c).to(torch.float64)
     n = conf.sum()
     expected = torch.outer(conf.sum(1), conf.sum(0)) / n
     i = torch.arange(c, device=conf.device, dtype=torch.float64)
@@ -615,20 +573,29 @@ def nll(probs: torch.Tensor, labels: torch.Tensor, *, eps: float = 1e-12) -> tor
     Args:
         probs: probabilities in [0, 1], shape ``(N,)`` or ``(N, C)``.
         labels: 0/1 labels for ``(N,)``, class ids for ``(N, C)``; ``(N,)``.
-        eps: lower clamp for the probabilities.
+        eps: lower clamp for the probabilities, in ``(0, 1)``.
 
     Returns:
         0-d float64 tensor.
 
     Raises:
-        TypeError: on non-floating probabilities or wrong label dtypes.
-        ValueError: on shapes, probabilities outside [0, 1] or NaN, bad labels.
+        TypeError: on non-floating probabilities, wrong label dtypes or a
+            non-number ``eps``.
+        ValueError: on shapes, probabilities outside [0, 1] or NaN, bad labels,
+            ``eps`` outside ``(0, 1)``.
 
     Example:
         >>> nll(torch.tensor([0.9, 0.2]), torch.tensor([1, 0]))
         tensor(0.1643, dtype=torch.float64)
     """
     y = _check_probs(probs, labels)
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool):
+        raise TypeError(f"Expected `eps` to be a number, but got {describe(eps)}.")
+    if not 0 < eps < 1:
+        raise ValueError(
+            f"Expected `eps` to be a number in (0, 1), but got {eps!r}. "
+            "Hint: it is the lower clamp of the probabilities, e.g. 1e-12."
+        )
     p = probs.to(torch.float64)
     py = torch.where(y.bool(), p, 1 - p) if p.ndim == 1 else p.gather(1, y[:, None]).squeeze(1)
     return -torch.log(py.clamp_min(eps)).mean()

@@ -14,21 +14,20 @@ the probability of class 1 is :math:`\sigma(z)` and of class 0
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
-from camseg._checks import (
-    check_finite,
-    check_floating,
-    check_ndim,
-    check_one_of,
-    check_positive_int,
-    check_same_batch,
-    check_tensor,
-    describe,
+from camseg._checks import check_one_of, check_positive_int, describe
+from camseg.metrics._perturb import (
+    ClassTargets,
+    Model,
+    as_targets,
+    check_images_maps,
+    salience_rank,
+    substrate_of,
+    target_probability,
+    targets_from_model,
 )
 
 __all__ = [
@@ -41,133 +40,17 @@ __all__ = [
 ]
 
 Substrate = Literal["zeros", "blur", "mean"]
-Targets = int | Sequence[int] | torch.Tensor | None
-Model = Callable[[torch.Tensor], torch.Tensor]
+PerImageAverage = Literal["macro", "none"]
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _check_images_maps(images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-    """Validate and return maps resized (bilinear) to the images' size, ``(B, H, W)``."""
-    check_tensor(images, "images")
-    check_ndim(images, "images", 4, "(B, C, H, W)")
-    check_floating(images, "images")
-    check_tensor(maps, "maps")
-    check_ndim(maps, "maps", 3, "(B, H, W)")
-    check_floating(maps, "maps")
-    check_same_batch(images, "images", maps, "maps")
-    check_finite(maps, "maps", "Hint: NaN maps come from a 0/0 normalisation of a flat map.")
-    size = images.shape[-2:]
-    if maps.shape[-2:] != size:
-        maps = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-    return maps.to(images.dtype)
-
-
-def _as_targets(targets: Targets, b: int, device: torch.device) -> torch.Tensor | None:
-    if targets is None:
-        return None
-    if isinstance(targets, bool):
-        raise TypeError(f"Expected `targets` to be class ids, but got {describe(targets)}.")
-    if isinstance(targets, int):
-        return torch.full((b,), targets, dtype=torch.long, device=device)
-    if isinstance(targets, torch.Tensor):
-        t = targets
-    elif isinstance(targets, Sequence) and not isinstance(targets, str):
-        t = torch.as_tensor(list(targets))
-    else:
-        raise TypeError(
-            f"Expected `targets` to be None, an int, a sequence or a LongTensor (B,), "
-            f"but got {describe(targets)}."
-        )
-    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise TypeError(f"Expected `targets` to hold integer class ids, but got {t.dtype}.")
-    if t.ndim != 1 or t.shape[0] != b:
-        raise ValueError(
-            f"Expected `targets` to have shape ({b},), one class per image, "
-            f"but got shape {tuple(t.shape)}."
-        )
-    if t.numel() and int(t.min()) < 0:
-        raise ValueError(f"Expected `targets` to be >= 0, but got {int(t.min())}.")
-    return t.to(device=device, dtype=torch.long)
-
-
-def _target_probability(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-    """Probability of ``targets`` (argmax where None) from logits ``(n,)``/``(n, C)``."""
-    if logits.ndim == 2 and logits.shape[1] == 1:
-        logits = logits[:, 0]
-    if logits.ndim == 1:
-        p1 = torch.sigmoid(logits.float())
-        t = (logits > 0).long() if targets is None else targets
-        if t.numel() and int(t.max()) > 1:
-            raise ValueError(
-                f"Expected `targets` in [0, 1] for a single-logit head, but got {int(t.max())}."
-            )
-        return torch.where(t == 1, p1, 1 - p1)
-    if logits.ndim != 2:
-        raise ValueError(
-            "Expected the model to return logits of shape (B,), (B, 1) or (B, C), "
-            f"but got shape {tuple(logits.shape)}."
-        )
-    probs = torch.softmax(logits.float(), dim=1)
-    t = probs.argmax(dim=1) if targets is None else targets
-    if t.numel() and int(t.max()) >= probs.shape[1]:
-        raise ValueError(
-            f"Expected `targets` in [0, {probs.shape[1] - 1}] for {probs.shape[1]} classes, "
-            f"but got {int(t.max())}."
-        )
-    return probs.gather(1, t[:, None])[:, 0]
-
-
-def _targets_from_model(model: Model, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        logits = model(images[start : start + batch_size])
-        if logits.ndim == 2 and logits.shape[1] == 1:
-            logits = logits[:, 0]
-        out.append((logits > 0).long() if logits.ndim == 1 else logits.argmax(dim=1))
-    return torch.cat(out)
-
-
-def _salience_rank(maps: torch.Tensor) -> torch.Tensor:
-    """Rank of each pixel by decreasing map value, ``(B, H, W)`` long.
-
-    Rank 0 is the most salient pixel; ties are broken in raster order (the
-    earlier pixel ranks first).
-    """
-    b, h, w = maps.shape
-    order = torch.sort(maps.reshape(b, -1), dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order).scatter_(
-        1, order, torch.arange(h * w, device=maps.device).expand(b, -1)
-    )
-    return rank.view(b, h, w)
-
-
-def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(math.ceil(sigma), 1)
-    x = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    k = torch.exp(-(x**2) / (2 * sigma**2))
-    k = k / k.sum()
-    c = images.shape[1]
-    pad = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    out = F.conv2d(pad, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
-def _substrate(images: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
-    check_one_of(kind, "substrate", ("zeros", "blur", "mean"))
-    if kind == "zeros":
-        return torch.zeros_like(images)
-    if kind == "mean":
-        return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
-    return _gaussian_blur(images, sigma)
+# --------------------------------------------------------------------------- curves
 
 
 def _curve(
     model: Model,
     images: torch.Tensor,
     maps: torch.Tensor,
-    targets: Targets,
+    targets: ClassTargets,
     *,
     insert: bool,
     steps: int,
@@ -175,7 +58,7 @@ def _curve(
     batch_size: int,
     blur_sigma: float,
 ) -> torch.Tensor:
-    m = _check_images_maps(images, maps)
+    m = check_images_maps(images, maps)
     s = check_positive_int(steps, "steps")
     bs = check_positive_int(batch_size, "batch_size")
     if not isinstance(blur_sigma, (int, float)) or isinstance(blur_sigma, bool):
@@ -185,11 +68,11 @@ def _curve(
     b, _, h, w = images.shape
     n_pix = h * w
     with torch.no_grad():
-        base = _substrate(images, substrate, float(blur_sigma))
-        t = _as_targets(targets, b, images.device)
+        base = substrate_of(images, substrate, float(blur_sigma))
+        t = as_targets(targets, b, images.device)
         if t is None:
-            t = _targets_from_model(model, images, bs)
-        rank = _salience_rank(m)[:, None]  # (B, 1, H, W)
+            t = targets_from_model(model, images, bs)
+        rank = salience_rank(m)[:, None]  # (B, 1, H, W)
         n_changed = (torch.arange(s + 1, device=m.device) * n_pix) // s  # (S + 1,)
         total = b * (s + 1)
         curve = torch.empty(total, dtype=torch.float32, device=images.device)
@@ -201,7 +84,7 @@ def _curve(
                 x = torch.where(changed, images[img_i], base[img_i])
             else:
                 x = torch.where(changed, base[img_i], images[img_i])
-            curve[start : start + idx.numel()] = _target_probability(model(x), t[img_i])
+            curve[start : start + idx.numel()] = target_probability(model(x), t[img_i])
     return curve.view(b, s + 1)
 
 
@@ -217,7 +100,7 @@ def deletion_curve(
     model: Model,
     images: torch.Tensor,
     maps: torch.Tensor,
-    targets: Targets = None,
+    targets: ClassTargets = None,
     *,
     steps: int = 32,
     substrate: Substrate = "zeros",
@@ -252,8 +135,8 @@ def deletion_curve(
 
     Raises:
         TypeError: on non-float images/maps or bad targets.
-        ValueError: on shape mismatches, NaN maps, bad options or targets out
-            of range.
+        ValueError: on shape mismatches, NaN or infinite images, NaN maps, bad
+            options or targets out of range.
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
@@ -286,7 +169,7 @@ def insertion_curve(
     model: Model,
     images: torch.Tensor,
     maps: torch.Tensor,
-    targets: Targets = None,
+    targets: ClassTargets = None,
     *,
     steps: int = 32,
     substrate: Substrate = "blur",
@@ -315,8 +198,8 @@ def insertion_curve(
 
     Raises:
         TypeError: on non-float images/maps or bad targets.
-        ValueError: on shape mismatches, NaN maps, bad options or targets out
-            of range.
+        ValueError: on shape mismatches, NaN or infinite images, NaN maps, bad
+            options or targets out of range.
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
@@ -349,7 +232,7 @@ def deletion_auc(
     model: Model,
     images: torch.Tensor,
     maps: torch.Tensor,
-    targets: Targets = None,
+    targets: ClassTargets = None,
     *,
     steps: int = 32,
     substrate: Substrate = "zeros",
@@ -381,8 +264,8 @@ def deletion_auc(
 
     Raises:
         TypeError: on non-float images/maps or bad targets.
-        ValueError: on shape mismatches, NaN maps, bad options or targets out
-            of range.
+        ValueError: on shape mismatches, NaN or infinite images, NaN maps, bad
+            options or targets out of range.
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
@@ -417,7 +300,7 @@ def insertion_auc(
     model: Model,
     images: torch.Tensor,
     maps: torch.Tensor,
-    targets: Targets = None,
+    targets: ClassTargets = None,
     *,
     steps: int = 32,
     substrate: Substrate = "blur",
@@ -445,8 +328,8 @@ def insertion_auc(
 
     Raises:
         TypeError: on non-float images/maps or bad targets.
-        ValueError: on shape mismatches, NaN maps, bad options or targets out
-            of range.
+        ValueError: on shape mismatches, NaN or infinite images, NaN maps, bad
+            options or targets out of range.
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
@@ -485,29 +368,29 @@ def _explanation_scores(
     model: Model,
     images: torch.Tensor,
     maps: torch.Tensor,
-    targets: Targets,
+    targets: ClassTargets,
     batch_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Target probabilities ``Y`` on the images and ``O`` on ``images * maps``."""
-    m = _check_images_maps(images, maps)
+    m = check_images_maps(images, maps)
     if m.numel() and (float(m.min()) < 0 or float(m.max()) > 1):
         raise ValueError(
             f"Expected `maps` to lie in [0, 1], but got values in "
             f"[{float(m.min()):.6g}, {float(m.max()):.6g}]. "
-            "Hint: normalise the maps (e.g. normalize='minmax')."
+            "Hint: normalize the maps (e.g. normalize='minmax')."
         )
     bs = check_positive_int(batch_size, "batch_size")
     b = images.shape[0]
     with torch.no_grad():
-        t = _as_targets(targets, b, images.device)
+        t = as_targets(targets, b, images.device)
         if t is None:
-            t = _targets_from_model(model, images, bs)
+            t = targets_from_model(model, images, bs)
         y_parts, o_parts = [], []
         for start in range(0, b, bs):
             sl = slice(start, start + bs)
             x = images[sl]
             both = torch.cat([x, x * m[sl, None]])
-            p = _target_probability(model(both), torch.cat([t[sl], t[sl]]))
+            p = target_probability(model(both), torch.cat([t[sl], t[sl]]))
             y_parts.append(p[: x.shape[0]])
             o_parts.append(p[x.shape[0] :])
     return torch.cat(y_parts), torch.cat(o_parts)
@@ -517,10 +400,10 @@ def average_drop(
     model: Model,
     images: torch.Tensor,
     maps: torch.Tensor,
-    targets: Targets = None,
+    targets: ClassTargets = None,
     *,
     batch_size: int = 128,
-    reduction: Literal["mean", "none"] = "mean",
+    average: PerImageAverage = "macro",
 ) -> torch.Tensor:
     r"""Average drop in % (Chattopadhyay et al. 2018); lower is better.
 
@@ -546,15 +429,16 @@ def average_drop(
         targets: class per image; ``None`` uses the prediction on the images.
         batch_size: images per model call (each call holds images and
             explanation maps, ``2 * batch_size`` inputs).
-        reduction: ``"mean"`` (0-d, in %) or ``"none"`` (per-image drop in %).
+        average: ``"macro"`` (default: the mean over images, 0-d, in %) or
+            ``"none"`` (per-image drop in %).
 
     Returns:
         float32 tensor, 0-d or ``(B,)``.
 
     Raises:
         TypeError: on non-float images/maps or bad targets.
-        ValueError: on shape mismatches, NaN maps, maps outside [0, 1],
-            targets out of range or an unknown reduction.
+        ValueError: on shape mismatches, NaN or infinite images, NaN maps, maps outside [0, 1],
+            targets out of range or an unknown ``average``.
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
@@ -563,7 +447,7 @@ def average_drop(
         ...     model[1].weight[1, 0] = 10.0
         >>> images = torch.ones(2, 1, 2, 2)
         >>> maps = torch.tensor([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 1.0], [1.0, 1.0]]])
-        >>> average_drop(model, images, maps, 1, reduction="none")
+        >>> average_drop(model, images, maps, 1, average="none")
         tensor([ 0.0000, 49.9977])
 
     References:
@@ -571,20 +455,20 @@ def average_drop(
         Generalized gradient-based visual explanations for deep convolutional
         networks", WACV 2018.
     """
-    check_one_of(reduction, "reduction", ("mean", "none"))
+    check_one_of(average, "average", ("macro", "none"))
     y, o = _explanation_scores(model, images, maps, targets, batch_size)
     drop = 100.0 * (y - o).clamp_min(0) / y.clamp_min(torch.finfo(y.dtype).tiny)
-    return drop.mean() if reduction == "mean" else drop
+    return drop.mean() if average == "macro" else drop
 
 
 def increase_in_confidence(
     model: Model,
     images: torch.Tensor,
     maps: torch.Tensor,
-    targets: Targets = None,
+    targets: ClassTargets = None,
     *,
     batch_size: int = 128,
-    reduction: Literal["mean", "none"] = "mean",
+    average: PerImageAverage = "macro",
 ) -> torch.Tensor:
     r"""Increase in confidence in % (Chattopadhyay et al. 2018); higher is better.
 
@@ -603,15 +487,16 @@ def increase_in_confidence(
         maps: saliency maps in [0, 1], ``(B, h, w)``.
         targets: class per image; ``None`` uses the prediction on the images.
         batch_size: images per model call.
-        reduction: ``"mean"`` (0-d, in %) or ``"none"`` (per-image 0 or 100).
+        average: ``"macro"`` (default: the mean over images, 0-d, in %) or
+            ``"none"`` (per-image 0 or 100).
 
     Returns:
         float32 tensor, 0-d or ``(B,)``.
 
     Raises:
         TypeError: on non-float images/maps or bad targets.
-        ValueError: on shape mismatches, NaN maps, maps outside [0, 1],
-            targets out of range or an unknown reduction.
+        ValueError: on shape mismatches, NaN or infinite images, NaN maps, maps outside [0, 1],
+            targets out of range or an unknown ``average``.
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
@@ -628,7 +513,7 @@ def increase_in_confidence(
         Generalized gradient-based visual explanations for deep convolutional
         networks", WACV 2018.
     """
-    check_one_of(reduction, "reduction", ("mean", "none"))
+    check_one_of(average, "average", ("macro", "none"))
     y, o = _explanation_scores(model, images, maps, targets, batch_size)
     inc = 100.0 * (o > y).to(y.dtype)
-    return inc.mean() if reduction == "mean" else inc
+    return inc.mean() if average == "macro" else inc

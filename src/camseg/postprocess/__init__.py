@@ -20,6 +20,7 @@ from camseg.postprocess._morphology import (
     remove_small_objects,
 )
 from camseg.postprocess._pipeline import cams_to_masks
+from camseg.postprocess._pseudo import pseudo_masks
 from camseg.postprocess._thresholds import (
     best_threshold,
     threshold_fixed,
@@ -39,6 +40,7 @@ __all__ = [
     "fill_holes",
     "gate",
     "keep_largest_component",
+    "pseudo_masks",
     "remove_small_objects",
     "threshold_fixed",
     "threshold_otsu",

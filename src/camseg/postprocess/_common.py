@@ -1,40 +1,16 @@
-"""Private validation helpers shared by the post-processing functions."""
+"""The maps' range and value checks of the post-processing functions (kernel-aware).
+
+The checks themselves live in :mod:`camseg._checks`; here the range of float32 CPU maps
+comes from one pass of the C kernel, and the value checks are read off that range.
+"""
 
 from __future__ import annotations
-
-from typing import cast
 
 import numpy as np
 import torch
 
 from camseg import _native
-from camseg._checks import (
-    check_bool_mask,
-    check_finite,
-    check_floating,
-    check_ndim,
-    check_same_shape,
-    check_tensor,
-)
-
-_NAN_HINT = "Hint: NaN maps come from a 0/0 normalisation of a flat map."
-_UNIT_HINT = (
-    "Hint: normalise the maps first, e.g. camseg.functional.normalize(maps, 'minmax'), "
-    "or threshold raw maps with threshold_fixed/threshold_otsu and compare yourself."
-)
-
-
-def check_map_layout(maps: object, name: str = "maps") -> torch.Tensor:
-    """Validate the type, dtype and shape of float ``(B, H, W)`` maps (not their values)."""
-    t = check_tensor(maps, name)
-    check_ndim(t, name, 3, "(B, H, W)")
-    check_floating(t, name)
-    if t.shape[1] == 0 or t.shape[2] == 0:
-        raise ValueError(
-            f"Expected `{name}` to have at least one pixel per image, "
-            f"but got shape {tuple(t.shape)}."
-        )
-    return t
+from camseg._checks import NAN_HINT, check_finite, check_maps, check_unit_range
 
 
 def check_map_values(
@@ -53,14 +29,9 @@ def check_map_values(
     seen a NaN or infinity (its ``lo``/``hi`` are then meaningless).
     """
     if bad or not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
-        check_finite(maps, name, _NAN_HINT)
+        check_finite(maps, name, NAN_HINT)
     if unit and lo.numel():
-        low, high = float(lo.min()), float(hi.max())
-        if low < 0.0 or high > 1.0:
-            raise ValueError(
-                f"Expected `{name}` to be normalised maps with values in [0, 1], but got "
-                f"values in [{low:.6g}, {high:.6g}]. {_UNIT_HINT}"
-            )
+        check_unit_range(float(lo.min()), float(hi.max()), name)
 
 
 def flat_float32_numpy(maps: torch.Tensor) -> np.ndarray:
@@ -71,7 +42,7 @@ def flat_float32_numpy(maps: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(flat.numpy())
 
 
-def check_maps(maps: object, name: str = "maps", *, unit: bool = False) -> torch.Tensor:
+def map_range(maps: object, name: str = "maps", *, unit: bool = False) -> torch.Tensor:
     """Validate float ``(B, H, W)`` maps; return the per-image ``(min, max)`` as ``(B, 2)``.
 
     One reduction pass gives the range of every image; NaN propagates through
@@ -79,7 +50,7 @@ def check_maps(maps: object, name: str = "maps", *, unit: bool = False) -> torch
     (float32 CPU maps: one pass of camseg's C kernel, which flags NaN and
     infinity itself). With ``unit=True`` the maps must lie in ``[0, 1]``.
     """
-    t = check_map_layout(maps, name)
+    t = check_maps(maps, name, finite=False, nonempty=True)
     if t.shape[0] == 0:
         return torch.zeros(0, 2, dtype=t.dtype, device=t.device)
     bad = False
@@ -92,16 +63,3 @@ def check_maps(maps: object, name: str = "maps", *, unit: bool = False) -> torch
         lo, hi = flat.amin(dim=1), flat.amax(dim=1)
     check_map_values(t, lo, hi, name, unit=unit, bad=bad)
     return torch.stack([lo, hi], dim=1)
-
-
-def check_masks(masks: object, name: str = "masks") -> torch.Tensor:
-    """Validate a ``torch.bool`` ``(B, H, W)`` mask and return it."""
-    check_bool_mask(masks, name)
-    return cast(torch.Tensor, masks)
-
-
-def check_mask_like(mask: object, name: str, ref: torch.Tensor, ref_name: str) -> torch.Tensor:
-    """Validate a bool mask with the same shape as ``ref``."""
-    m = check_masks(mask, name)
-    check_same_shape(m, name, ref, ref_name)
-    return m

@@ -39,8 +39,7 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import connected_components
 
 from camseg import _native
-from camseg._checks import check_one_of, check_positive_int
-from camseg.postprocess._common import check_masks
+from camseg._checks import check_masks, check_one_of, check_positive_int
 
 __all__ = [
     "binary_closing",

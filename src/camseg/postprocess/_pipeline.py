@@ -1,4 +1,4 @@
-"""One call from normalised maps to masks: threshold, gate, tissue, small objects, holes."""
+"""One call from normalized maps to masks: threshold, gate, tissue, small objects, holes."""
 
 from __future__ import annotations
 
@@ -10,19 +10,15 @@ import torch
 from camseg import _native
 from camseg._checks import (
     check_in_range,
+    check_maps,
+    check_masks,
     check_ndim,
     check_positive_int,
     check_probability,
     check_same_batch,
     describe,
 )
-from camseg.postprocess._common import (
-    check_map_layout,
-    check_map_values,
-    check_maps,
-    check_mask_like,
-    flat_float32_numpy,
-)
+from camseg.postprocess._common import check_map_values, flat_float32_numpy, map_range
 from camseg.postprocess._gate import check_probs
 from camseg.postprocess._morphology import fill_holes as _fill_holes
 from camseg.postprocess._morphology import from_numpy, small_objects_cpu, to_numpy
@@ -183,13 +179,13 @@ def cams_to_masks(
         >>> masks.sum(dim=(1, 2))
         tensor([9, 0])
     """
-    check_map_layout(maps)
+    check_maps(maps, finite=False, nonempty=True)
     check_probability(min_prob, "min_prob")
     check_positive_int(min_size, "min_size", minimum=0)
     if not isinstance(fill_holes, bool):
         raise TypeError(f"Expected `fill_holes` to be a bool, but got {describe(fill_holes)}.")
     p = None if probs is None else check_probs(probs, maps, "maps")
-    tis = None if tissue is None else check_mask_like(tissue, "tissue", maps, "maps")
+    tis = None if tissue is None else check_masks(tissue, "tissue", like=maps, like_name="maps")
     if maps.shape[0] == 0:
         return torch.zeros(maps.shape, dtype=torch.bool, device=maps.device)
 
@@ -198,7 +194,7 @@ def cams_to_masks(
     if isinstance(threshold, str) and threshold == "otsu" and _native_ok(maps):
         masks = _otsu_masks_native(maps, keep, tis, min_size)
         return _fill_holes(masks) if fill_holes else masks
-    rng = check_maps(maps, unit=True)
+    rng = map_range(maps, unit=True)
     t = _thresholds(maps, rng, threshold, keep)
     masks = _compare(maps, t)
     if tis is not None:

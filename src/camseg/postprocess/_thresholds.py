@@ -17,19 +17,15 @@ from camseg import _native
 from camseg._checks import (
     check_bool_mask,
     check_in_range,
+    check_maps,
     check_one_of,
     check_positive_int,
     check_same_shape,
     check_tensor,
     describe,
 )
-from camseg.metrics import threshold_curve
-from camseg.postprocess._common import (
-    check_map_layout,
-    check_map_values,
-    check_maps,
-    flat_float32_numpy,
-)
+from camseg._curves import threshold_curve
+from camseg.postprocess._common import check_map_values, flat_float32_numpy, map_range
 
 __all__ = ["best_threshold", "threshold_fixed", "threshold_otsu", "threshold_percentile"]
 
@@ -188,7 +184,7 @@ def threshold_otsu(maps: torch.Tensor, *, nbins: int = 256) -> torch.Tensor:
         N. Otsu, "A threshold selection method from gray-level histograms",
         IEEE Trans. Systems, Man, and Cybernetics 9(1), 1979.
     """
-    t = check_map_layout(maps)
+    t = check_maps(maps, finite=False, nonempty=True)
     check_positive_int(nbins, "nbins", minimum=2)
     if t.shape[0] == 0:
         return t.new_zeros(0)
@@ -199,12 +195,12 @@ def threshold_otsu(maps: torch.Tensor, *, nbins: int = 256) -> torch.Tensor:
         )
         check_map_values(t, torch.from_numpy(lo), torch.from_numpy(hi), bad=bad)
         return torch.from_numpy(thr).to(t.dtype)
-    rng = check_maps(t)
+    rng = map_range(t)
     flat = t.reshape(t.shape[0], -1)
     return _otsu_from_range(flat, rng, nbins).to(t.dtype)
 
 
-def threshold_percentile(maps: torch.Tensor, q: float) -> torch.Tensor:
+def threshold_percentile(maps: torch.Tensor, *, q: float) -> torch.Tensor:
     r"""The ``q``-th percentile of every map.
 
     Linear interpolation between order statistics, as :func:`numpy.percentile`
@@ -233,12 +229,12 @@ def threshold_percentile(maps: torch.Tensor, q: float) -> torch.Tensor:
 
     Example:
         >>> maps = torch.arange(5.0).reshape(1, 1, 5)
-        >>> threshold_percentile(maps, 50)
+        >>> threshold_percentile(maps, q=50)
         tensor([2.])
-        >>> threshold_percentile(maps, 90)
+        >>> threshold_percentile(maps, q=90)
         tensor([3.6000])
     """
-    check_maps(maps)
+    map_range(maps)
     check_in_range(q, "q", 0.0, 100.0)
     if maps.shape[0] == 0:
         return maps.new_zeros(0)
@@ -256,7 +252,7 @@ def threshold_percentile(maps: torch.Tensor, q: float) -> torch.Tensor:
     return v0 + diff * frac if frac < 0.5 else v1 - diff * (1.0 - frac)
 
 
-def threshold_fixed(maps: torch.Tensor, value: float) -> torch.Tensor:
+def threshold_fixed(maps: torch.Tensor, *, value: float) -> torch.Tensor:
     """The same threshold for every map, as a ``(B,)`` tensor.
 
     A convenience that makes fixed thresholds interchangeable with the
@@ -276,10 +272,10 @@ def threshold_fixed(maps: torch.Tensor, value: float) -> torch.Tensor:
             not finite.
 
     Example:
-        >>> threshold_fixed(torch.zeros(3, 4, 4), 0.5)
+        >>> threshold_fixed(torch.zeros(3, 4, 4), value=0.5)
         tensor([0.5000, 0.5000, 0.5000])
     """
-    check_maps(maps)
+    map_range(maps)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"Expected `value` to be a number, but got {describe(value)}.")
     if not math.isfinite(value):
@@ -292,8 +288,8 @@ def best_threshold(
     masks: torch.Tensor,
     *,
     metric: Literal["iou", "dice"] = "iou",
-    candidates: int | torch.Tensor = 101,
-    reduction: Literal["micro", "macro"] = "micro",
+    thresholds: int | torch.Tensor = 101,
+    average: Literal["micro", "macro"] = "micro",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""The single threshold that scores best on a validation set, from one batched sweep.
 
@@ -309,9 +305,9 @@ def best_threshold(
         maps: normalised float maps in ``[0, 1]``, shape ``(B, H, W)``.
         masks: true masks, ``torch.bool`` ``(B, H, W)``.
         metric: ``"iou"`` or ``"dice"``.
-        candidates: an int ``n >= 2`` for ``n`` evenly spaced candidates in
+        thresholds: an int ``n >= 2`` for ``n`` evenly spaced candidates in
             ``[0, 1]``, or a 1-D float tensor of candidates in ``[0, 1]``.
-        reduction: ``"micro"`` or ``"macro"``, see above.
+        average: ``"micro"`` or ``"macro"``, see above.
 
     Returns:
         ``(threshold, score)``: two scalar tensors, the best candidate (dtype of
@@ -319,46 +315,46 @@ def best_threshold(
 
     Raises:
         TypeError: if ``maps`` is not floating, ``masks`` not bool, or
-            ``candidates`` neither an int nor a tensor.
+            ``thresholds`` neither an int nor a tensor.
         ValueError: on shape mismatches, NaN maps, maps or candidates outside
-            ``[0, 1]``, or an unknown ``metric`` / ``reduction``.
+            ``[0, 1]``, or an unknown ``metric`` / ``average``.
 
     Example:
         >>> maps = torch.tensor([[[0.9, 0.7, 0.4, 0.1]]])
         >>> masks = torch.tensor([[[True, True, False, False]]])
-        >>> t, score = best_threshold(maps, masks, candidates=11)
+        >>> t, score = best_threshold(maps, masks, thresholds=11)
         >>> float(t), float(score)
         (0.5, 1.0)
     """
-    check_maps(maps, unit=True)
+    map_range(maps, unit=True)
     check_bool_mask(masks, "masks")
     check_same_shape(maps, "maps", masks, "masks")
     check_one_of(metric, "metric", ("iou", "dice"))
-    check_one_of(reduction, "reduction", ("micro", "macro"))
-    if isinstance(candidates, bool) or not isinstance(candidates, (int, torch.Tensor)):
+    check_one_of(average, "average", ("micro", "macro"))
+    if isinstance(thresholds, bool) or not isinstance(thresholds, (int, torch.Tensor)):
         raise TypeError(
-            "Expected `candidates` to be an int or a 1-D tensor of thresholds, "
-            f"but got {describe(candidates)}."
+            "Expected `thresholds` to be an int or a 1-D tensor of thresholds, "
+            f"but got {describe(thresholds)}."
         )
-    if isinstance(candidates, int):
-        n = check_positive_int(candidates, "candidates", minimum=2)
+    if isinstance(thresholds, int):
+        n = check_positive_int(thresholds, "thresholds", minimum=2)
         cand = torch.linspace(0.0, 1.0, n, dtype=maps.dtype, device=maps.device)
     else:
-        check_tensor(candidates, "candidates")
-        if candidates.ndim != 1 or candidates.numel() == 0:
+        check_tensor(thresholds, "thresholds")
+        if thresholds.ndim != 1 or thresholds.numel() == 0:
             raise ValueError(
-                "Expected `candidates` to be a non-empty tensor of shape (T,), "
-                f"but got shape {tuple(candidates.shape)}."
+                "Expected `thresholds` to be a non-empty tensor of shape (T,), "
+                f"but got shape {tuple(thresholds.shape)}."
             )
-        if not candidates.is_floating_point():
+        if not thresholds.is_floating_point():
             raise TypeError(
-                f"Expected `candidates` to have a floating-point dtype, but got {candidates.dtype}."
+                f"Expected `thresholds` to have a floating-point dtype, but got {thresholds.dtype}."
             )
-        check_in_range(candidates, "candidates", 0.0, 1.0)
-        cand = candidates.to(device=maps.device, dtype=maps.dtype).sort().values
+        check_in_range(thresholds, "thresholds", 0.0, 1.0)
+        cand = thresholds.to(device=maps.device, dtype=maps.dtype).sort().values
     if maps.shape[0] == 0:
         raise ValueError("Expected `maps` to hold at least one image, but got an empty batch.")
-    curve = threshold_curve(maps, masks, cand, metrics=(metric,), reduction=reduction)[metric]
+    curve = threshold_curve(maps, masks, cand, metrics=(metric,), average=average)[metric]
     scores = torch.nan_to_num(curve, nan=-1.0)
     best = int(torch.argmax(scores))
     return cand[best], curve[best]

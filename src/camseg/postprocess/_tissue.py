@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from camseg._checks import (
     check_in_range,
@@ -14,27 +13,11 @@ from camseg._checks import (
     describe,
     to_unit_rgb,
 )
+from camseg.functional import gaussian_blur
 
 __all__ = ["tissue_mask"]
 
 _DEFAULT_THRESHOLD = {"saturation": 0.07, "brightness": 200.0 / 255.0}
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, 1, H, W)`` with edge replication (``mode="nearest"``).
-
-    The kernel is truncated at ``4 sigma``, as :func:`scipy.ndimage.gaussian_filter`.
-    """
-    if sigma == 0:
-        return x
-    radius = max(1, int(4.0 * sigma + 0.5))
-    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    y = F.pad(x, (radius, radius, 0, 0), mode="replicate")
-    y = F.conv2d(y, kernel.reshape(1, 1, 1, -1))
-    y = F.pad(y, (0, 0, radius, radius), mode="replicate")
-    return F.conv2d(y, kernel.reshape(1, 1, -1, 1))
 
 
 def tissue_mask(
@@ -117,5 +100,6 @@ def tissue_mask(
     cmin = x.amin(dim=1, keepdim=True)
     sat = torch.where(cmax > 0, (cmax - cmin) / cmax.clamp_min(torch.finfo(x.dtype).tiny), 0.0)
     if x.shape[-1] and x.shape[-2]:
-        sat = gaussian_blur(sat, float(sigma))
+        # truncated at 4 sigma, as scipy.ndimage.gaussian_filter (the function's default)
+        sat = gaussian_blur(sat, float(sigma), truncate=4.0)
     return sat.squeeze(1) > thr

@@ -1,12 +1,16 @@
 """Slide scale: region readers, tissue tiles, sliding-window CAMs, slide and patient decisions.
 
-- Reading: :class:`RegionReader` (protocol), :class:`ArrayReader`,
-  :class:`TiffReader`, :class:`OpenSlideReader`.
+- Reading: :func:`open_slide` (OpenSlide or tifffile) -> :class:`RegionReader`
+  (protocol), :class:`ArrayReader`, :class:`TiffReader`, :class:`OpenSlideReader`.
+- Annotations in: :func:`read_annotations` (ASAP XML, GeoJSON) -> :class:`Annotation`
+  -> :func:`annotation_mask`.
+- Heatmaps and masks out: :func:`write_geojson` (QuPath), :func:`write_tiff_overlay`
+  (pyramidal TIFF), :func:`mask_polygons`.
 - Tissue: :class:`TissueFilter`, :func:`tissue_fraction`,
   :func:`laplacian_variance`, :func:`slide_tissue_mask`.
 - Sliding windows: :func:`tile_grid`, :func:`blend_window`, :func:`read_tiles`,
   :func:`select_level`, :func:`sliding_window` -> :class:`SlideMaps` -> :func:`slide_mask`.
-- Decisions: :func:`slide_metrics` (Youden threshold), :func:`tumour_regions`,
+- Decisions: :func:`slide_metrics` (Youden threshold), :func:`tumor_regions`,
   :func:`node_class`, :func:`pn_stage`, :func:`patient_stages`,
   :func:`stage_kappa`, :func:`downsample_mask`.
 - Splits: :func:`group_split` (no patient in two splits).
@@ -15,34 +19,45 @@
   :func:`dist_info`, :func:`atomic_save`.
 """
 
+from camseg.slide._annotations import (
+    EXCLUDE_GROUPS,
+    Annotation,
+    annotation_mask,
+    read_annotations,
+)
 from camseg.slide._decisions import (
     NODE_CLASSES,
     PN_STAGES,
     SlideMetrics,
-    TumourRegions,
+    TumorRegions,
     downsample_mask,
     node_class,
     patient_stages,
     pn_stage,
     slide_metrics,
     stage_kappa,
-    tumour_regions,
+    tumor_regions,
 )
 from camseg.slide._distributed import (
     atomic_save,
     dist_info,
     merge_slide_maps,
     run_sharded,
-    shard_indices,
 )
+from camseg.slide._export import mask_polygons, write_geojson, write_tiff_overlay
+from camseg.slide._open import open_slide, openslide_available
 from camseg.slide._readers import (
+    MAX_REGION_PIXELS,
     ArrayReader,
     OpenSlideReader,
     RegionReader,
     TiffReader,
+    check_reader,
     check_region,
 )
 from camseg.slide._sliding import (
+    MAX_TILES,
+    CAMExtractor,
     SlideMaps,
     blend_window,
     read_tiles,
@@ -51,7 +66,7 @@ from camseg.slide._sliding import (
     sliding_window,
     tile_grid,
 )
-from camseg.slide._splits import group_split
+from camseg.slide._splits import group_split, shard_indices
 from camseg.slide._synthetic import SyntheticSlide, make_slide
 from camseg.slide._tissue import (
     TissueFilter,
@@ -61,9 +76,14 @@ from camseg.slide._tissue import (
 )
 
 __all__ = [
+    "EXCLUDE_GROUPS",
+    "MAX_REGION_PIXELS",
+    "MAX_TILES",
     "NODE_CLASSES",
     "PN_STAGES",
+    "Annotation",
     "ArrayReader",
+    "CAMExtractor",
     "OpenSlideReader",
     "RegionReader",
     "SlideMaps",
@@ -71,19 +91,25 @@ __all__ = [
     "SyntheticSlide",
     "TiffReader",
     "TissueFilter",
-    "TumourRegions",
+    "TumorRegions",
+    "annotation_mask",
     "atomic_save",
     "blend_window",
+    "check_reader",
     "check_region",
     "dist_info",
     "downsample_mask",
     "group_split",
     "laplacian_variance",
     "make_slide",
+    "mask_polygons",
     "merge_slide_maps",
     "node_class",
+    "open_slide",
+    "openslide_available",
     "patient_stages",
     "pn_stage",
+    "read_annotations",
     "read_tiles",
     "run_sharded",
     "select_level",
@@ -95,5 +121,7 @@ __all__ = [
     "stage_kappa",
     "tile_grid",
     "tissue_fraction",
-    "tumour_regions",
+    "tumor_regions",
+    "write_geojson",
+    "write_tiff_overlay",
 ]

@@ -45,14 +45,14 @@ __all__ = [
     "NODE_CLASSES",
     "PN_STAGES",
     "SlideMetrics",
-    "TumourRegions",
+    "TumorRegions",
     "downsample_mask",
     "node_class",
     "patient_stages",
     "pn_stage",
     "slide_metrics",
     "stage_kappa",
-    "tumour_regions",
+    "tumor_regions",
 ]
 
 #: Lymph-node categories, in order of severity.
@@ -79,7 +79,7 @@ def _check_mpp(mpp: object, name: str = "mpp") -> float:
     return float(mpp)
 
 
-class TumourRegions(NamedTuple):
+class TumorRegions(NamedTuple):
     """Connected tumour regions of a slide mask and their sizes.
 
     Attributes:
@@ -109,7 +109,7 @@ def _region_diameter(sub: np.ndarray) -> float:
     return float(np.sqrt((diff**2).sum(-1)).max())
 
 
-def tumour_regions(mask: torch.Tensor, *, mpp: float, merge_um: float = 0.0) -> TumourRegions:
+def tumor_regions(mask: torch.Tensor, *, mpp: float, merge_um: float = 0.0) -> TumorRegions:
     r"""Label the connected tumour regions of a mask and measure them in millimetres.
 
     Regions are 8-connected. The size of a region is its **largest diameter**
@@ -127,7 +127,7 @@ def tumour_regions(mask: torch.Tensor, *, mpp: float, merge_um: float = 0.0) -> 
         merge_um: merge distance in microns.
 
     Returns:
-        :class:`TumourRegions` with ``labels`` ``(H, W)``, ``diameters_mm`` ``(R,)`` and
+        :class:`TumorRegions` with ``labels`` ``(H, W)``, ``diameters_mm`` ``(R,)`` and
         ``areas_mm2`` ``(R,)``.
 
     Raises:
@@ -140,7 +140,7 @@ def tumour_regions(mask: torch.Tensor, *, mpp: float, merge_um: float = 0.0) -> 
         >>> mask = torch.zeros(40, 40, dtype=torch.bool)
         >>> mask[2:5, 2:6] = True        # 3 x 4 pixels
         >>> mask[20:23, 30:31] = True    # a 3 x 1 bar
-        >>> regions = tumour_regions(mask, mpp=100.0)  # 0.1 mm per pixel
+        >>> regions = tumor_regions(mask, mpp=100.0)  # 0.1 mm per pixel
         >>> regions.diameters_mm
         tensor([0.5000, 0.3162], dtype=torch.float64)
         >>> regions.areas_mm2
@@ -167,7 +167,7 @@ def tumour_regions(mask: torch.Tensor, *, mpp: float, merge_um: float = 0.0) -> 
         areas[i] = sub.sum()
     px_mm = mpp / 1000.0
     dev = mask.device
-    return TumourRegions(
+    return TumorRegions(
         labels=torch.from_numpy(labels.astype(np.int64)).to(dev),
         diameters_mm=torch.from_numpy(diameters * px_mm).to(dev),
         areas_mm2=torch.from_numpy(areas * px_mm**2).to(dev),
@@ -330,7 +330,7 @@ def stage_kappa(
         0-d float64 tensor.
 
     Raises:
-        ValueError: on an unknown stage or different lengths.
+        ValueError: on an unknown stage, different lengths or no patients.
 
     Example:
         >>> stage_kappa(["pN0", "pN1", "pN2", "pN1mi"], ["pN0", "pN1", "pN1", "pN1mi"])
@@ -343,7 +343,11 @@ def stage_kappa(
 
     a = _stage_codes(true_stages, "true_stages")
     b = _stage_codes(pred_stages, "pred_stages")
-    return cohen_kappa(a, b, weights="quadratic", num_classes=len(PN_STAGES))
+    if len(a) == 0:
+        raise ValueError(
+            "Expected `true_stages` and `pred_stages` to hold at least one patient, but got none."
+        )
+    return cohen_kappa(b, a, weights="quadratic", num_classes=len(PN_STAGES))
 
 
 def downsample_mask(
@@ -492,7 +496,7 @@ def slide_metrics(
     pred = scores >= thr.to(scores.dtype)
     stats = metrics.binary_stats(pred, labels)
     pred_map = (heatmap >= thr.to(heatmap.dtype)) & valid_mask
-    iou = metrics.iou(pred_map[None], (truth & valid_mask)[None])[0]
+    iou = metrics.iou(pred_map[None], (truth & valid_mask)[None], average="none")[0]
     return SlideMetrics(
         threshold=thr,
         auc=auc.to(torch.float64),

@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 
 import torch
 
-from camseg._checks import check_positive_int
+from camseg._checks import describe
 from camseg.slide._sliding import SlideMaps
+from camseg.slide._splits import shard_indices
 
-__all__ = ["atomic_save", "dist_info", "merge_slide_maps", "run_sharded", "shard_indices"]
+__all__ = ["atomic_save", "dist_info", "merge_slide_maps", "run_sharded"]
 
 T = TypeVar("T")
 
@@ -45,32 +46,6 @@ def dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def shard_indices(n: int, *, rank: int, world_size: int) -> list[int]:
-    """Indices of the items that ``rank`` runs: ``rank, rank + world_size, ...``.
-
-    Args:
-        n: number of items.
-        rank: this process's rank, in ``[0, world_size)``.
-        world_size: number of processes.
-
-    Returns:
-        The indices, ascending. The shards of all ranks partition ``range(n)``.
-
-    Raises:
-        ValueError: if ``rank`` is outside ``[0, world_size)`` or ``n < 0``.
-
-    Example:
-        >>> shard_indices(5, rank=1, world_size=2)
-        [1, 3]
-    """
-    check_positive_int(n, "n", minimum=0)
-    world_size = check_positive_int(world_size, "world_size")
-    check_positive_int(rank, "rank", minimum=0)
-    if rank >= world_size:
-        raise ValueError(f"Expected `rank` to be in [0, {world_size - 1}], but got {rank}.")
-    return list(range(rank, n, world_size))
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
@@ -219,8 +194,18 @@ def merge_slide_maps(parts: Sequence[SlideMaps]) -> SlideMaps:
         >>> torch.allclose(merge_slide_maps(parts).cam, full.cam)
         True
     """
+    if isinstance(parts, (str, bytes)) or not isinstance(parts, Sequence):
+        raise TypeError(
+            f"Expected `parts` to be a sequence of SlideMaps, but got {describe(parts)}."
+        )
     if len(parts) == 0:
         raise ValueError("Expected `parts` to hold at least one SlideMaps, but got none.")
+    for i, p in enumerate(parts):
+        if not isinstance(p, SlideMaps):
+            raise TypeError(
+                f"Expected `parts` to hold SlideMaps (from sliding_window), but `parts[{i}]` is "
+                f"{describe(p)}."
+            )
     first = parts[0]
     for p in parts[1:]:
         if p.mpp != first.mpp or p.downsample != first.downsample:

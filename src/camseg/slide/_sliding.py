@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+import math
+from collections.abc import Callable, Iterator
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from camseg._checks import check_one_of, check_positive_int, describe
-from camseg.slide._readers import RegionReader, _check_level
+from camseg.slide._readers import RegionReader, check_region
+from camseg.slide._splits import shard_indices
 from camseg.slide._tissue import TissueFilter
 
 __all__ = [
+    "MAX_TILES",
+    "CAMExtractor",
     "SlideMaps",
     "blend_window",
     "read_tiles",
@@ -24,18 +28,65 @@ __all__ = [
 
 Blend = Literal["gaussian", "uniform"]
 Edge = Literal["shift", "pad"]
-TileFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
 #: Value of the padding outside the slide in ``edge="pad"`` mode (white glass).
 PAD_VALUE = 255
 
+#: Most tiles :func:`tile_grid` lays out (2**26, a 1 GiB corner table); the count is
+#: checked before anything is allocated.
+MAX_TILES = 1 << 26
 
-def _starts(length: int, tile: int, stride: int, edge: Edge, quantum: int, axis: str) -> list[int]:
+
+class _CAMOutput(Protocol):
+    @property
+    def maps(self) -> torch.Tensor: ...
+
+    @property
+    def logits(self) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class CAMExtractor(Protocol):
+    """What :func:`sliding_window` needs from a CAM extractor: one ``explain`` call.
+
+    Every camseg extractor (:class:`camseg.GradCAM`, :class:`camseg.LinearCAM`, ...)
+    has it: ``explain(images, targets, normalize=..., size="input")`` returns an
+    object with ``maps`` ``(B, h, w)`` and ``logits`` ``(B, C)``. Anything else
+    passed as ``extractor`` must be a callable ``tiles -> (probs, maps)``.
+
+    Example:
+        >>> import torch, camseg
+        >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.AdaptiveAvgPool2d(1),
+        ...                             torch.nn.Flatten())
+        >>> isinstance(camseg.GradCAM(model, "0"), CAMExtractor)
+        True
+    """
+
+    def explain(
+        self,
+        images: torch.Tensor,
+        targets: int | None = None,
+        *,
+        normalize: Literal["minmax", "max"] | None = ...,
+        size: Literal["input"] = ...,
+    ) -> _CAMOutput:
+        """Maps and logits of ``images`` ``(B, 3, T, T)`` for class ``targets``."""
+        ...
+
+
+TileFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _count(length: int, tile: int, stride: int, axis: str) -> int:
+    """Tiles along one axis (upper bound, +1 for a shifted or padded last tile)."""
     if tile > length:
         raise ValueError(
             f"Expected `tile` ({tile}) to fit in the slide, but the level is only {length} "
             f"pixels along {axis}. Hint: use a finer level or a smaller tile."
         )
+    return (length - tile) // stride + 2
+
+
+def _starts(length: int, tile: int, stride: int, edge: Edge, quantum: int, axis: str) -> list[int]:
     if edge == "pad":
         starts = [0]
         while starts[-1] + tile < length:
@@ -96,6 +147,14 @@ def tile_grid(
     quantum = check_positive_int(quantum, "quantum")
     check_one_of(edge, "edge", ("shift", "pad"))
     width, height = (int(v) for v in size)
+    count = _count(width, tile, stride, "x (width)") * _count(height, tile, stride, "y (height)")
+    if count > MAX_TILES:
+        raise ValueError(
+            f"Expected at most {MAX_TILES} tiles (`MAX_TILES`), but a level of size "
+            f"(width={width}, height={height}) with `tile`={tile} and `stride`={stride} has "
+            f"about {count}. Hint: use a coarser level or a larger stride, or run the slide "
+            "in regions."
+        )
     xs = _starts(width, tile, stride, edge, quantum, "x (width)")
     ys = _starts(height, tile, stride, edge, quantum, "y (height)")
     gy, gx = torch.meshgrid(torch.tensor(ys), torch.tensor(xs), indexing="ij")
@@ -148,14 +207,50 @@ def blend_window(
     """
     tile = check_positive_int(tile, "tile")
     check_one_of(blend, "blend", ("gaussian", "uniform"))
+    _check_float_dtype(dtype)
+    device = _check_device(device)
     if blend == "uniform":
         return torch.ones(tile, tile, dtype=dtype, device=device)
-    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
+    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool):
+        raise TypeError(f"Expected `sigma` to be a number > 0, but got {describe(sigma)}.")
+    if not (sigma > 0 and math.isfinite(sigma)):
         raise ValueError(f"Expected `sigma` to be a number > 0, but got {describe(sigma)}.")
     i = torch.arange(tile, dtype=torch.float64)
     g = torch.exp(-((i - (tile - 1) / 2) ** 2) / (2 * (sigma * tile) ** 2))
     g = g.clamp_min(1e-6)  # stay positive far from the centre
     return torch.outer(g, g).to(dtype=dtype, device=device)
+
+
+def _check_float_dtype(dtype: object) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"Expected `dtype` to be a floating torch dtype (e.g. torch.float32), but got "
+            f"{describe(dtype)}."
+        )
+    return dtype
+
+
+def _check_device(device: object) -> torch.device | None:
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"Expected `device` to be a torch.device, a string or None, but got {describe(device)}."
+        )
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"Expected `device` to name a torch device (e.g. 'cpu', 'cuda:0'), but got {device!r}."
+        ) from err
+
+
+def _check_fraction(value: object, name: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"Expected `{name}` to be a number in [0, 1], but got {describe(value)}.")
+    if not 0.0 <= value <= 1.0:  # also False for NaN
+        raise ValueError(f"Expected `{name}` to be a number in [0, 1], but got {value!r}.")
+    return float(value)
 
 
 def select_level(reader: RegionReader, mpp: float, *, tolerance: float = 0.1) -> int:
@@ -188,6 +283,10 @@ def select_level(reader: RegionReader, mpp: float, *, tolerance: float = 0.1) ->
         )
     if not isinstance(mpp, (int, float)) or isinstance(mpp, bool) or not mpp > 0:
         raise ValueError(f"Expected `mpp` to be a number > 0, but got {describe(mpp)}.")
+    if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool):
+        raise TypeError(f"Expected `tolerance` to be a number >= 0, but got {describe(tolerance)}.")
+    if not (tolerance >= 0 and math.isfinite(tolerance)):
+        raise ValueError(f"Expected `tolerance` to be a finite number >= 0, but got {tolerance!r}.")
     sizes = [reader.mpp * reader.downsample(lv) for lv in range(reader.level_count)]
     errors = [abs(s / mpp - 1.0) for s in sizes]
     best = int(np.argmin(errors))
@@ -225,7 +324,7 @@ def read_tiles(reader: RegionReader, level: int, coords: torch.Tensor, tile: int
                 [  0,   0, 255],
                 [255, 255, 255]], dtype=torch.uint8)
     """
-    level = _check_level(level, reader.level_count)
+    level = check_region(reader, level, 0, 0, 1, 1)[0]
     width, height = reader.dimensions(level)
     out = np.full((len(coords), tile, tile, 3), PAD_VALUE, np.uint8)
     for i, (x, y) in enumerate(coords.tolist()):
@@ -283,20 +382,20 @@ def _probs_from_logits(logits: torch.Tensor, targets: int | None) -> torch.Tenso
 
 
 def _run(
-    extractor: Any,
+    extractor: CAMExtractor | TileFn,
     x: torch.Tensor,
     targets: int | None,
-    cam_normalize: str | None,
+    cam_normalize: Literal["minmax", "max"] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a CAM extractor or a plain callable on a batch -> (probs (B,), maps (B, h, w))."""
-    if hasattr(extractor, "compute"):
-        res = extractor.compute(x, targets, normalize=cam_normalize, size="input")
+    if isinstance(extractor, CAMExtractor):
+        res = extractor.explain(x, targets, normalize=cam_normalize, size="input")
         probs, maps = _probs_from_logits(res.logits.detach(), targets), res.maps.detach()
     else:
         out = extractor(x)
         if not isinstance(out, tuple) or len(out) != 2:
             raise TypeError(
-                "Expected `extractor` to be a CAM extractor (with `.compute`) or a callable "
+                "Expected `extractor` to be a CAM extractor (with `.explain`) or a callable "
                 f"returning (probs, maps), but the callable returned {describe(out)}."
             )
         probs, maps = out
@@ -310,6 +409,22 @@ def _run(
         raise ValueError(
             f"Expected the extractor's maps to be a tensor of shape ({b}, h, w), "
             f"but got {describe(maps)}."
+        )
+    if not (probs.is_floating_point() and maps.is_floating_point()):
+        raise TypeError(
+            "Expected the extractor's probabilities and maps to be floating tensors, but got "
+            f"{probs.dtype} and {maps.dtype}."
+        )
+    if not bool(((probs >= 0) & (probs <= 1)).all()):
+        raise ValueError(
+            "Expected the extractor's probabilities to lie in [0, 1], but got values in "
+            f"[{float(probs.min()):g}, {float(probs.max()):g}]. Hint: return "
+            "softmax/sigmoid outputs, not logits."
+        )
+    if not bool(torch.isfinite(maps).all()):
+        raise ValueError(
+            "Expected the extractor's maps to be finite, but some tile's map holds NaN or inf. "
+            "Hint: check the model's input transform and weights on that tile."
         )
     return probs, maps
 
@@ -363,9 +478,106 @@ def _tile_fractions_from_mask(
     return (total / ((y1 - y0) * (x1 - x0)).double()).float()
 
 
+def _select_tiles(
+    size: tuple[int, int],
+    *,
+    tile: int,
+    stride: int,
+    edge: Edge,
+    quantum: int,
+    tissue: TissueFilter | torch.Tensor | None,
+    min_tissue: float,
+    shard: tuple[int, int] | None,
+) -> tuple[torch.Tensor, TissueFilter | None]:
+    """Grid and tissue selection: the corners to run, and the per-tile filter if any."""
+    coords = tile_grid(size, tile=tile, stride=stride, edge=edge, quantum=quantum)
+    filt: TissueFilter | None = None
+    if isinstance(tissue, torch.Tensor):
+        if tissue.dtype != torch.bool or tissue.ndim != 2:
+            raise ValueError(
+                "Expected `tissue` mask to be a torch.bool tensor of shape (H, W), but got "
+                f"{describe(tissue)}."
+            )
+        mh, mw = tissue.shape
+        if mh == 0 or mw == 0 or abs((mh / size[1]) / (mw / size[0]) - 1.0) > 0.1:
+            raise ValueError(
+                f"Expected `tissue` mask to cover the whole level (width={size[0]}, "
+                f"height={size[1]}) at some scale, but its shape {(mh, mw)} has another "
+                "aspect ratio. Hint: compute it with slide_tissue_mask(reader)."
+            )
+        frac = _tile_fractions_from_mask(tissue.cpu(), coords, tile, size)
+        coords = coords[frac >= min_tissue]
+    elif isinstance(tissue, TissueFilter):
+        filt = tissue
+    elif tissue is not None:
+        raise TypeError(
+            "Expected `tissue` to be a TissueFilter, a torch.bool mask or None, but got "
+            f"{describe(tissue)}."
+        )
+    if shard is not None:
+        if not isinstance(shard, tuple) or len(shard) != 2:
+            raise TypeError(
+                f"Expected `shard` to be a tuple (rank, world_size), but got {describe(shard)}."
+            )
+        coords = coords[shard_indices(len(coords), rank=shard[0], world_size=shard[1])]
+    return coords, filt
+
+
+def _tile_stream(
+    reader: RegionReader,
+    level: int,
+    coords: torch.Tensor,
+    *,
+    tile: int,
+    batch_size: int,
+    filt: TissueFilter | None,
+    device: torch.device,
+    progress: bool,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches ``(corners (b, 2), uint8 tiles (b, 3, T, T) on device)``, filtered, non-empty."""
+    from tqdm.auto import tqdm  # optional dependency (the `slide` extra): imported when used
+
+    bar = tqdm(total=len(coords), disable=not progress, desc="tiles", unit="tile", leave=False)
+    try:
+        for start in range(0, len(coords), batch_size):
+            batch = coords[start : start + batch_size]
+            tiles = read_tiles(reader, level, batch, tile).to(device)
+            if filt is not None:
+                keep = filt(tiles).cpu()
+                batch, tiles = batch[keep], tiles[keep.to(device)]
+            bar.update(min(batch_size, len(coords) - start))
+            if len(batch):
+                yield batch, tiles
+    finally:
+        bar.close()
+
+
+def _tile_maps(
+    probs: torch.Tensor,
+    maps: torch.Tensor,
+    *,
+    tile: int,
+    downsample: int,
+    gate: bool,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tile probabilities and maps at output resolution: resized, gated, area-pooled."""
+    probs, maps = probs.detach().to(device, dtype), maps.detach().to(device, dtype)
+    if maps.shape[-2:] != (tile, tile):
+        maps = F.interpolate(
+            maps[:, None], size=(tile, tile), mode="bilinear", align_corners=False
+        )[:, 0]
+    if gate:
+        maps = maps * probs[:, None, None]
+    if downsample > 1:
+        maps = F.avg_pool2d(maps[:, None], downsample)[:, 0]
+    return probs, maps
+
+
 def sliding_window(
     reader: RegionReader,
-    extractor: Any,
+    extractor: CAMExtractor | TileFn,
     *,
     tile: int,
     stride: int | None = None,
@@ -408,8 +620,9 @@ def sliding_window(
     Args:
         reader: a :class:`~camseg.slide.RegionReader`.
         extractor: a camseg CAM extractor (``camseg.GradCAM(model, layer)``,
-            ``camseg.LinearCAM(...)``...; its ``compute(x, targets, normalize=...,
-            size="input")`` gives maps and logits), or any callable
+            ``camseg.LinearCAM(...)``...; see :class:`CAMExtractor`: its
+            ``explain(x, targets, normalize=..., size="input")`` gives maps and
+            logits), or any callable
             ``tiles (B, 3, T, T) -> (probs (B,), maps (B, h, w))``; maps of another
             size are resized bilinearly to the tile.
         tile: tile side in pixels of ``level``.
@@ -483,7 +696,9 @@ def sliding_window(
         check_one_of(cam_normalize, "cam_normalize", ("minmax", "max"))
     if targets is not None and (not isinstance(targets, int) or isinstance(targets, bool)):
         raise TypeError(f"Expected `targets` to be an int or None, but got {describe(targets)}.")
-    level = _check_level(level, reader.level_count)
+    level = check_region(reader, level, 0, 0, 1, 1)[0]
+    min_tissue = _check_fraction(min_tissue, "min_tissue")
+    _check_float_dtype(dtype)
     if mpp is not None:
         if reader.mpp is None:
             raise ValueError(
@@ -497,79 +712,43 @@ def sliding_window(
                 f"scale), but it has {have:.4g}. Hint: `select_level(reader, {mpp:g})`."
             )
     size = reader.dimensions(level)
-    coords = tile_grid(size, tile=tile, stride=stride, edge=edge, quantum=d)
-    dev = torch.device("cpu") if device is None else torch.device(device)
-
-    filt: TissueFilter | None = None
-    if isinstance(tissue, torch.Tensor):
-        if tissue.dtype != torch.bool or tissue.ndim != 2:
-            raise ValueError(
-                "Expected `tissue` mask to be a torch.bool tensor of shape (H, W), but got "
-                f"{describe(tissue)}."
-            )
-        mh, mw = tissue.shape
-        if mh == 0 or mw == 0 or abs((mh / size[1]) / (mw / size[0]) - 1.0) > 0.1:
-            raise ValueError(
-                f"Expected `tissue` mask to cover the whole level (width={size[0]}, "
-                f"height={size[1]}) at some scale, but its shape {(mh, mw)} has another "
-                "aspect ratio. Hint: compute it with slide_tissue_mask(reader)."
-            )
-        frac = _tile_fractions_from_mask(tissue.cpu(), coords, tile, size)
-        coords = coords[frac >= min_tissue]
-    elif isinstance(tissue, TissueFilter):
-        filt = tissue
-    elif tissue is not None:
-        raise TypeError(
-            "Expected `tissue` to be a TissueFilter, a torch.bool mask or None, but got "
-            f"{describe(tissue)}."
-        )
-
-    if shard is not None:
-        if not isinstance(shard, tuple) or len(shard) != 2:
-            raise TypeError(
-                f"Expected `shard` to be a tuple (rank, world_size), but got {describe(shard)}."
-            )
-        from camseg.slide._distributed import shard_indices
-
-        coords = coords[shard_indices(len(coords), rank=shard[0], world_size=shard[1])]
-
+    dev = _check_device(device) or torch.device("cpu")
+    coords, filt = _select_tiles(
+        size,
+        tile=tile,
+        stride=stride,
+        edge=edge,
+        quantum=d,
+        tissue=tissue,
+        min_tissue=min_tissue,
+        shard=shard,
+    )
     window = blend_window(tile // d, blend=blend, sigma=sigma, dtype=dtype, device=dev)
     stitcher = _Stitcher(size[1] // d, size[0] // d, window)
     kept_coords: list[torch.Tensor] = []
     kept_probs: list[torch.Tensor] = []
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(coords), disable=not progress, desc="tiles", unit="tile", leave=False)
-    try:
-        for start in range(0, len(coords), batch_size):
-            batch = coords[start : start + batch_size]
-            tiles = read_tiles(reader, level, batch, tile).to(dev)
-            if filt is not None:
-                keep = filt(tiles).cpu()
-                batch, tiles = batch[keep], tiles[keep.to(dev)]
-            bar.update(min(batch_size, len(coords) - start))
-            if len(batch) == 0:
-                continue
-            x = tiles.float().div_(255.0)
-            if transform is not None:
-                x = transform(x)
-            probs, maps = _run(extractor, x, targets, cam_normalize)
-            probs, maps = probs.detach().to(dev, dtype), maps.detach().to(dev, dtype)
-            if maps.shape[-2:] != (tile, tile):
-                maps = F.interpolate(
-                    maps[:, None], size=(tile, tile), mode="bilinear", align_corners=False
-                )[:, 0]
-            if gate:
-                maps = maps * probs[:, None, None]
-            if d > 1:
-                maps = F.avg_pool2d(maps[:, None], d)[:, 0]
-            values = torch.stack([probs[:, None, None].expand_as(maps), maps])
-            stitcher.add(values, (batch // d).to(dev))
-            kept_coords.append(batch)
-            kept_probs.append(probs)
-    finally:
-        bar.close()
+    stream = _tile_stream(
+        reader,
+        level,
+        coords,
+        tile=tile,
+        batch_size=batch_size,
+        filt=filt,
+        device=dev,
+        progress=progress,
+    )
+    for batch, tiles in stream:
+        x = tiles.float().div_(255.0)
+        if transform is not None:
+            x = transform(x)
+        probs, maps = _run(extractor, x, targets, cam_normalize)
+        probs, maps = _tile_maps(
+            probs, maps, tile=tile, downsample=d, gate=gate, dtype=dtype, device=dev
+        )
+        values = torch.stack([probs[:, None, None].expand_as(maps), maps])
+        stitcher.add(values, (batch // d).to(dev))
+        kept_coords.append(batch)
+        kept_probs.append(probs)
 
     prob, cam, weight = stitcher.result()
     coords_out = torch.cat(kept_coords) if kept_coords else torch.zeros(0, 2, dtype=torch.long)

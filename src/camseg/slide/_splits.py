@@ -9,7 +9,7 @@ import torch
 
 from camseg._checks import check_positive_int, describe
 
-__all__ = ["group_split"]
+__all__ = ["group_split", "shard_indices"]
 
 
 def group_split(
@@ -41,8 +41,8 @@ def group_split(
 
     Raises:
         TypeError: if ``seed`` is not an int or a label is not an integer.
-        ValueError: if the lengths differ or ``fractions`` are negative or do not
-            sum to 1.
+        ValueError: if the lengths differ, ``fractions`` are negative or do not
+            sum to 1, or there are fewer groups than splits with a fraction > 0.
 
     Example:
         >>> groups = ["p1", "p1", "p2", "p3", "p3", "p4"]
@@ -77,6 +77,12 @@ def group_split(
     for i, (grp, lab) in enumerate(zip(g, y)):
         members.setdefault(grp, []).append(i)
         group_label[grp] = max(group_label.get(grp, int(lab)), int(lab))
+    wanted = sum(f > 0 for f in fr)
+    if len(members) < wanted:
+        raise ValueError(
+            f"Expected at least one group per split with a fraction > 0 ({wanted} splits), but "
+            f"got {len(members)} group(s). Hint: use fewer `fractions`, or more groups."
+        )
     strata: dict[int, list[Hashable]] = {}
     for grp in members:  # first-appearance order: deterministic for a seed
         strata.setdefault(group_label[grp], []).append(grp)
@@ -92,3 +98,29 @@ def group_split(
             for j in order[cuts[s] : cuts[s + 1]]:
                 splits[s].extend(members[grps[j]])
     return [torch.tensor(sorted(idx), dtype=torch.long) for idx in splits]
+
+
+def shard_indices(n: int, *, rank: int, world_size: int) -> list[int]:
+    """Indices of the items that ``rank`` runs: ``rank, rank + world_size, ...``.
+
+    Args:
+        n: number of items.
+        rank: this process's rank, in ``[0, world_size)``.
+        world_size: number of processes.
+
+    Returns:
+        The indices, ascending. The shards of all ranks partition ``range(n)``.
+
+    Raises:
+        ValueError: if ``rank`` is outside ``[0, world_size)`` or ``n < 0``.
+
+    Example:
+        >>> shard_indices(5, rank=1, world_size=2)
+        [1, 3]
+    """
+    check_positive_int(n, "n", minimum=0)
+    world_size = check_positive_int(world_size, "world_size")
+    check_positive_int(rank, "rank", minimum=0)
+    if rank >= world_size:
+        raise ValueError(f"Expected `rank` to be in [0, {world_size - 1}], but got {rank}.")
+    return list(range(rank, n, world_size))

@@ -23,13 +23,13 @@ class SyntheticSlide(NamedTuple):
 
     Attributes:
         image: ``(H, W, 3)`` ``uint8`` RGB slide (NumPy, the reader layout).
-        tumour: ``(H, W)`` ``torch.bool`` exact tumour mask.
+        tumor: ``(H, W)`` ``torch.bool`` exact tumor mask.
         tissue: ``(H, W)`` ``torch.bool`` tissue mask (the section outline).
         mpp: microns per pixel.
     """
 
     image: np.ndarray
-    tumour: torch.Tensor
+    tumor: torch.Tensor
     tissue: torch.Tensor
     mpp: float
 
@@ -69,10 +69,10 @@ def _blob(
 
 
 def make_slide(
+    *,
     height: int = 2048,
     width: int = 3072,
-    *,
-    tumours: int = 3,
+    tumors: int = 3,
     patch: int = 96,
     seed: int = 0,
     mpp: float = 0.97,
@@ -82,7 +82,7 @@ def make_slide(
 
     The slide is a mosaic of :func:`camseg.synthetic.make_patches` patches
     (``patch`` pixels a side) cut to an irregular tissue outline on glass.
-    ``tumours`` irregular tumour zones of decreasing size (the largest about a
+    ``tumors`` irregular tumour zones of decreasing size (the largest about a
     quarter of the slide's shorter side across) are placed inside the tissue;
     mosaic cells in a zone take one of the most solid tumour-positive patches of
     a pool of ``pool``, the others one of ``pool`` clean negatives, each under a random
@@ -94,7 +94,7 @@ def make_slide(
     Args:
         height: slide height in pixels.
         width: slide width in pixels.
-        tumours: number of tumour zones (0 for a tumour-free slide).
+        tumors: number of tumor zones (0 for a tumour-free slide).
         patch: side of the mosaic patches (``>= 16``).
         seed: seed of every random choice.
         mpp: microns per pixel (0.97 is PCam's 10x level).
@@ -102,17 +102,17 @@ def make_slide(
             more realistic).
 
     Returns:
-        :class:`SyntheticSlide` ``(image, tumour, tissue, mpp)``.
+        :class:`SyntheticSlide` ``(image, tumor, tissue, mpp)``.
 
     Raises:
         TypeError: if a size or count is not an int.
         ValueError: if the slide is smaller than 4 patches a side or ``mpp <= 0``.
 
     Example:
-        >>> slide = make_slide(384, 512, tumours=1, seed=0, pool=16)
-        >>> slide.image.shape, slide.image.dtype, slide.tumour.shape
+        >>> slide = make_slide(height=384, width=512, tumors=1, seed=0, pool=16)
+        >>> slide.image.shape, slide.image.dtype, slide.tumor.shape
         ((384, 512, 3), dtype('uint8'), torch.Size([384, 512]))
-        >>> bool((slide.tumour & ~slide.tissue).any()), bool(slide.tumour.any())
+        >>> bool((slide.tumor & ~slide.tissue).any()), bool(slide.tumor.any())
         (False, True)
     """
     from camseg.synthetic import make_patches
@@ -120,7 +120,7 @@ def make_slide(
     patch = check_positive_int(patch, "patch", minimum=16)
     height = check_positive_int(height, "height", minimum=4 * patch)
     width = check_positive_int(width, "width", minimum=4 * patch)
-    tumours = check_positive_int(tumours, "tumours", minimum=0)
+    tumors = check_positive_int(tumors, "tumors", minimum=0)
     seed = check_positive_int(seed, "seed", minimum=0)
     pool = check_positive_int(pool, "pool", minimum=4)
     if not isinstance(mpp, (int, float)) or isinstance(mpp, bool) or not mpp > 0:
@@ -135,7 +135,7 @@ def make_slide(
     gh, gw = -(-height // patch), -(-width // patch)
     zone = torch.zeros(gh, gw, dtype=torch.bool)
     side = min(height, width)
-    for t in range(tumours):
+    for t in range(tumors):
         radius = 0.12 * side / (1.4**t)
         for _ in range(50):  # rejection: centre well inside the tissue
             cy = float(torch.rand(1, generator=gen)) * height * 0.6 + 0.2 * height
@@ -161,12 +161,12 @@ def make_slide(
         pool,
         size=patch,
         seed=seed,
-        tumour_fraction=0.0,
+        tumor_fraction=0.0,
         peripheral_fraction=0.0,
         stain_jitter=0.05,
     )
     pos = make_patches(
-        pool, size=patch, seed=seed + 1, tumour_fraction=1.0, background=0.0, stain_jitter=0.05
+        pool, size=patch, seed=seed + 1, tumor_fraction=1.0, background=0.0, stain_jitter=0.05
     )
     solid = pos.masks.flatten(1).float().mean(1).argsort(descending=True)[: pool // 4]
     n = gh * gw
@@ -200,7 +200,7 @@ def make_slide(
     image = torch.where(tissue[..., None], mosaic, background)
     return SyntheticSlide(
         image=np.ascontiguousarray(image.numpy()),
-        tumour=(tumour & tissue).contiguous(),
+        tumor=(tumour & tissue).contiguous(),
         tissue=tissue,
         mpp=float(mpp),
     )

@@ -103,7 +103,7 @@ def tissue_fraction(
     return mask.flatten(1).float().mean(dim=1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TissueFilter:
     """Per-tile keep/drop rule: enough tissue, and in focus.
 
@@ -114,7 +114,7 @@ class TissueFilter:
     The defaults follow the Camelyon17 pipeline this library grew out of: at
     least 40% tissue and a structure (variance) threshold of 5 on the 0--255
     scale. The rule of the HCC sliding-window study ("background when more than
-    half the pixels have mean RGB > 200") is ``TissueFilter("brightness",
+    half the pixels have mean RGB > 200") is ``TissueFilter(method="brightness",
     min_fraction=0.5)``.
 
     Args:
@@ -134,7 +134,7 @@ class TissueFilter:
         >>> glass = torch.full((1, 3, 16, 16), 250, dtype=torch.uint8)
         >>> tissue = torch.randint(60, 180, (1, 3, 16, 16), dtype=torch.uint8)
         >>> blurred = torch.full((1, 3, 16, 16), 120, dtype=torch.uint8)
-        >>> TissueFilter("brightness")(torch.cat([glass, tissue, blurred]))
+        >>> TissueFilter(method="brightness")(torch.cat([glass, tissue, blurred]))
         tensor([False,  True, False])
     """
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from camseg._checks import check_floating, check_in_range, check_ndim, check_same_batch
+from camseg_pcam._validate import check_floating, check_in_range, check_ndim, check_same_batch
 
 __all__ = [
     "RGB_FROM_HED",

@@ -86,6 +86,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         h = helps.get(f.name, "")
+        if f.name == "preset":  # set by the --preset option below
+            continue
         if f.name == "cam":
             p.add_argument(
                 "--cam", nargs="+", metavar="NAME=WEIGHT", default=argparse.SUPPRESS, help=h
@@ -97,8 +99,19 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         else:
             kind: Any = {"int": int, "float": float}.get(str(f.type), str)
             p.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=h)
-    p.add_argument("--config", help="a TOML file with TrainConfig fields and a [cam] table")
+    p.add_argument(
+        "--config",
+        help="a TOML file with TrainConfig fields and a [cam] table, or a run's config.json",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--preset",
+        choices=["wsss"],
+        default=None,
+        help="wsss: weakly-supervised segmentation in two stages (MIL on a dense head, "
+        "then pseudo-mask self-training); writes OUT/stage1 and the final model in OUT",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -287,7 +300,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         wrote synthetic PCam files to ...
         0
     """
-    ns = _build_parser().parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    ns = _build_parser().parse_args(args)
+    try:
+        return _run(ns)
+    except (ValueError, TypeError, OSError, KeyError) as err:
+        if getattr(ns, "debug", False) or "--debug" in args:
+            raise
+        msg = " ".join(str(err).split()) or type(err).__name__
+        print(f"camseg-pcam {ns.command}: error: {msg} (--debug for a traceback)", file=sys.stderr)
+        return 2
+
+
+def _run(ns: argparse.Namespace) -> int:
     if ns.command == "make-synthetic":
         if ns.kaggle:
             from camseg_pcam.synthetic_io import write_kaggle
@@ -308,7 +333,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif ns.command == "train":
         from camseg_pcam.train import train
 
-        summary = train(_train_config(ns), resume=ns.resume)
+        if ns.preset:
+            from camseg_pcam.wsss import train_preset
+
+            summary = train_preset(_train_config(ns), preset=ns.preset, resume=ns.resume)
+        else:
+            summary = train(_train_config(ns), resume=ns.resume)
         if int(os.environ.get("RANK", "0")) == 0:
             print(
                 f"best val AUC {summary['best_val_auc']:.4f} at epoch {summary['best_epoch']}; "
@@ -334,6 +364,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{ns.split}: AUC {c['auc']:.4f}  accuracy {c['accuracy']:.4f}  NLL {c['nll']:.4f}; "
             f"report in {out}/report.md"
         )
+        rec = r["segmentation"].get("recommended")
+        if rec is not None:
+            print(
+                f"recommended masks ({rec['recipe']}, on the {r['segmentation']['source']}): "
+                f"IoU {rec['iou']:.4f}  Dice {rec['dice']:.4f}  IoU (positives) "
+                f"{rec.get('iou_pos', float('nan')):.4f}"
+            )
+        else:
+            print(f"segmentation: {r['segmentation']['source']}")
     elif ns.command == "predict":
         from camseg_pcam.predict import predict
 

@@ -27,7 +27,7 @@ import csv
 import gzip
 import os
 import shutil
-import tempfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from camseg._checks import check_one_of, check_positive_int
+from camseg_pcam._io import atomic_target
+from camseg_pcam._validate import check_one_of, check_positive_int
 
 __all__ = [
     "FILE_PREFIX",
@@ -98,17 +99,18 @@ def _decompress(gz: Path, target: Path) -> Path:
     """Decompress ``gz`` into ``target`` atomically; reuse ``target`` when it is newer."""
     if target.exists() and target.stat().st_mtime >= gz.stat().st_mtime:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as out, gzip.open(gz, "rb") as src:
+        with atomic_target(target) as part, open(part, "wb") as out, gzip.open(gz, "rb") as src:
             shutil.copyfileobj(src, out, length=16 << 20)
-        os.replace(tmp, target)
-    except (OSError, EOFError) as err:
-        Path(tmp).unlink(missing_ok=True)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # the part file is gone already
         raise PCamFormatError(
             f"Could not decompress {str(gz)!r}: {err}. The download is probably truncated; "
             "download it again (check its MD5 against the PCam README)."
+        ) from err
+    except OSError as err:
+        raise PCamFormatError(
+            f"Could not decompress {str(gz)!r} into {str(target)!r}: {err}. "
+            "Hint: pass `cache_dir` for a read-only data folder."
         ) from err
     return target
 
@@ -185,15 +187,27 @@ def _open_h5(path: Path) -> Any:
         return h5py.File(path, "r")
     except FileNotFoundError as err:
         raise PCamFormatError(f"Missing PCam file {str(path)!r}.") from err
-    except OSError as err:
+    except (OSError, RuntimeError, ValueError, KeyError) as err:  # h5py's damaged-file errors
         raise PCamFormatError(
-            f"Could not open {str(path)!r} as HDF5 ({err}). The file is truncated or not "
-            "HDF5; a '.h5.gz' download must be decompressed first (find_pcam_files does it)."
+            f"Could not open {str(path)!r} as HDF5 ({err}). The file is truncated, damaged or "
+            "not HDF5; a '.h5.gz' download must be decompressed first (find_pcam_files does it)."
         ) from err
 
 
 def _check_dataset(path: Path, handle: Any, key: str, shape: tuple[int, ...], kind: str) -> int:
     """Validate ``handle[key]`` and return its length."""
+    try:
+        return _check_dataset_unsafe(path, handle, key, shape, kind)
+    except (OSError, RuntimeError, KeyError) as err:  # damaged HDF5 metadata
+        raise PCamFormatError(
+            f"Could not read the layout of {key!r} in {str(path)!r} ({err}): the file is "
+            "damaged. Download it again (check its MD5 against the PCam README)."
+        ) from err
+
+
+def _check_dataset_unsafe(
+    path: Path, handle: Any, key: str, shape: tuple[int, ...], kind: str
+) -> int:
     if key not in handle:
         raise PCamFormatError(
             f"Expected key {key!r} in {str(path)!r}, but found keys {sorted(handle.keys())}."
@@ -218,50 +232,116 @@ def _check_dataset(path: Path, handle: Any, key: str, shape: tuple[int, ...], ki
     return int(ds.shape[0])
 
 
-def read_meta(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+_BOOL_TEXT = {"true": 1, "false": 0}
+
+
+def _parse_int(text: str) -> int:
+    low = text.strip().lower()
+    if low in _BOOL_TEXT:  # real PCam writes pandas booleans: True / False
+        return _BOOL_TEXT[low]
+    value = float(low)
+    if not value.is_integer():
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(value)
+
+
+def read_meta(
+    path: str | os.PathLike[str], *, num_patches: int | None = None
+) -> dict[str, np.ndarray]:
     """Read a PCam meta CSV into columns.
+
+    The official files start with an unnamed index column and write
+    ``tumor_patch`` / ``center_tumor_patch`` as ``True`` / ``False``; ``0`` / ``1``
+    are read as well.
 
     Args:
         path: a ``camelyonpatch_level_2_split_*_meta.csv`` file.
+        num_patches: the number of rows the CSV must have (the length of the
+            split's HDF5 files), or ``None`` to accept any.
 
     Returns:
         ``coord_y``, ``coord_x``, ``tumor_patch``, ``center_tumor_patch`` as int64
         arrays ``(N,)`` and ``wsi`` as a string array ``(N,)``.
 
     Raises:
-        PCamFormatError: if the file lacks a column or a value does not parse.
+        PCamFormatError: if the file lacks a column, a value does not parse, a
+            ``wsi`` is empty, or it has not ``num_patches`` rows.
 
     Example:
         >>> import tempfile
         >>> from camseg_pcam.synthetic_io import write_pcam
         >>> root = tempfile.mkdtemp()
         >>> _ = write_pcam(root, n=(8, 4, 4), seed=0)
-        >>> meta = read_meta(find_pcam_files(root, "train").meta)
+        >>> meta = read_meta(find_pcam_files(root, "train").meta, num_patches=8)
         >>> sorted(meta), len(meta["wsi"])
         (['center_tumor_patch', 'coord_x', 'coord_y', 'tumor_patch', 'wsi'], 8)
     """
     p = Path(path)
     try:
         with open(p, newline="") as fh:
-            reader = csv.DictReader(fh)
-            fields = reader.fieldnames or []
+            reader = csv.reader(fh)
+            fields = next(reader, None) or []
             missing = [c for c in META_COLUMNS if c not in fields]
             if missing:
                 raise PCamFormatError(
                     f"Expected columns {list(META_COLUMNS)} in {str(p)!r}, but {missing} are "
                     f"missing (found {fields})."
                 )
-            rows = list(reader)
+            where = [fields.index(c) for c in META_COLUMNS]
+            cols: list[list[int]] = [[] for _ in range(4)]
+            wsi: list[str] = []
+            for line, row in enumerate(reader, start=2):
+                if len(row) != len(fields):
+                    if not row:  # a blank line
+                        continue
+                    raise PCamFormatError(
+                        f"Expected {len(fields)} values on line {line} of {str(p)!r}, but got "
+                        f"{len(row)}: the file is truncated or damaged."
+                    )
+                for k in range(4):
+                    try:
+                        cols[k].append(_parse_int(row[where[k]]))
+                    except ValueError as err:
+                        raise PCamFormatError(
+                            f"Could not parse column {META_COLUMNS[k]!r} of {str(p)!r} on line "
+                            f"{line}: {err}."
+                        ) from err
+                name = row[where[4]].strip()
+                if not name:
+                    raise PCamFormatError(
+                        f"Expected a slide name in column 'wsi' of {str(p)!r} on line {line}, "
+                        "but it is empty."
+                    )
+                wsi.append(name)
     except FileNotFoundError as err:
         raise PCamFormatError(f"Missing PCam meta file {str(p)!r}.") from err
-    out: dict[str, np.ndarray] = {}
-    try:
-        for col in META_COLUMNS[:4]:
-            out[col] = np.array([int(float(r[col])) for r in rows], dtype=np.int64)
-    except (TypeError, ValueError) as err:
-        raise PCamFormatError(f"Could not parse column {col!r} of {str(p)!r}: {err}.") from err
-    out["wsi"] = np.array([r["wsi"] for r in rows], dtype=str)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise PCamFormatError(f"Could not read {str(p)!r} as CSV: {err}.") from err
+    if num_patches is not None and len(wsi) != num_patches:
+        raise PCamFormatError(
+            f"Expected {num_patches} rows in {str(p)!r} (one per patch of the split), but got "
+            f"{len(wsi)}: the file is truncated or belongs to another split."
+        )
+    out = {c: np.array(v, dtype=np.int64) for c, v in zip(META_COLUMNS[:4], cols)}
+    out["wsi"] = np.array(wsi, dtype=str)
     return out
+
+
+#: meta CSVs already checked in this process: (path, size, mtime_ns, rows); parsing the
+#: train split's 262,144 rows takes about 1.3 s, so each file is checked once
+_META_CHECKED: set[tuple[str, int, int, int]] = set()
+
+
+def _check_meta(path: Path, num_patches: int) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        read_meta(path, num_patches=num_patches)  # raises PCamFormatError naming the file
+        return
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, num_patches)
+    if key not in _META_CHECKED:
+        read_meta(path, num_patches=num_patches)
+        _META_CHECKED.add(key)
 
 
 def split_by_slide(
@@ -338,11 +418,17 @@ def collate_batch(batch: Any) -> dict[str, torch.Tensor]:
 class PCamH5(Dataset[dict[str, torch.Tensor]]):
     """One PCam split read from its HDF5 files, a batch per h5py call.
 
-    The files are validated (keys, shapes, dtypes, equal lengths, file sizes)
-    when the dataset is built, then closed; each process opens its own handles
-    lazily on first read (keyed by process id, so forked DataLoader workers never
-    share one). :meth:`__getitems__` sorts and de-duplicates the requested
-    indices, reads them in file order and restores the requested order. Rows of
+    The files are validated when the dataset is built, then closed: keys,
+    shapes, dtypes, equal lengths of ``x``, ``y`` and (when present, even with
+    ``masks=False``) ``mask``, labels 0/1, that every chunk lies inside its
+    file (a truncated file), that the first and last rows decode, and the meta
+    CSV's columns, values and row count when it is present. Pixel bytes
+    overwritten inside an uncompressed file cannot be told from pixels without
+    a checksum (compare the archives' MD5 with the PCam README). Each
+    process opens its own handles lazily on first read (keyed by process id,
+    so forked DataLoader workers never share one). :meth:`__getitems__` sorts
+    and de-duplicates the requested indices, reads them in file order and
+    restores the requested order. Rows of
     unfiltered datasets (PCam's) are copied straight from a memory map of the
     file at offsets taken from the HDF5 layout (h5py's own point selections
     manage about a hundred random patches per second on chunked files);
@@ -393,7 +479,7 @@ class PCamH5(Dataset[dict[str, torch.Tensor]]):
             n_y = _check_dataset(files.y, fy, "y", (1, 1, 1), "int")
             try:
                 labels = np.asarray(fy["y"][:]).reshape(-1).astype(np.int64)
-            except OSError as err:
+            except (OSError, RuntimeError) as err:
                 raise PCamFormatError(f"Could not read 'y' from {str(files.y)!r}: {err}") from err
         if n_x != n_y:
             raise PCamFormatError(
@@ -405,14 +491,26 @@ class PCamH5(Dataset[dict[str, torch.Tensor]]):
                 f"Expected labels 0/1 in {str(files.y)!r}, but got values "
                 f"{np.unique(labels)[:5].tolist()}."
             )
-        if mask_path is not None:
-            with _open_h5(mask_path) as fm:
-                n_m = _check_dataset(mask_path, fm, "mask", (PATCH, PATCH, 1), "bool")
-            if n_m != n_x:
-                raise PCamFormatError(
-                    f"Expected {str(mask_path)!r} to hold {n_x} masks like {str(files.x)!r}, "
-                    f"but got {n_m}."
-                )
+        # a mask file next to the split is checked even when it is not read (masks=False):
+        # a damaged one means a damaged download, and evaluation will need it
+        ignore = " Hint: to ignore it, pass dataclasses.replace(files, mask=None)."
+        mask_reader: _RowReader | None = None
+        if files.mask is not None:
+            try:
+                with _open_h5(files.mask) as fm:
+                    n_m = _check_dataset(files.mask, fm, "mask", (PATCH, PATCH, 1), "bool")
+                if n_m != n_x:
+                    raise PCamFormatError(
+                        f"Expected {str(files.mask)!r} to hold {n_x} masks like "
+                        f"{str(files.x)!r}, but got {n_m}."
+                    )
+                mask_reader = _RowReader(files.mask, "mask")
+            except PCamFormatError as err:
+                if mask_path is not None:
+                    raise
+                raise PCamFormatError(str(err) + ignore) from err
+        if files.meta is not None:
+            _check_meta(files.meta, n_x)
         self.n_total = n_x
         if indices is None:
             self.indices: np.ndarray | None = None
@@ -427,8 +525,8 @@ class PCamH5(Dataset[dict[str, torch.Tensor]]):
             self.indices = idx
             self.labels = torch.from_numpy(labels[idx])
         self._readers = {"x": _RowReader(files.x, "x")}
-        if mask_path is not None:
-            self._readers["mask"] = _RowReader(mask_path, "mask")
+        if mask_path is not None and mask_reader is not None:
+            self._readers["mask"] = mask_reader
 
     @property
     def has_masks(self) -> bool:
@@ -489,6 +587,7 @@ class _RowReader:
 
     def __init__(self, path: Path, key: str) -> None:
         self.path, self.key = path, key
+        size = path.stat().st_size
         with _open_h5(path) as fh:
             ds = fh[key]
             self.shape: tuple[int, ...] = tuple(ds.shape)
@@ -498,32 +597,78 @@ class _RowReader:
             self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
             self.base: int | None = None
             self.chunk_offsets: np.ndarray | None = None
-            if not filtered and self.dtype.itemsize == 1:
-                if self.chunk_rows is None:
-                    self.base = ds.id.get_offset()  # None for an empty or compact dataset
-                elif hasattr(ds.id, "chunk_iter"):
-                    offs = np.full(-(-self.shape[0] // self.chunk_rows), -1, dtype=np.int64)
-                    rows = self.chunk_rows
-
-                    def visit(info: Any) -> None:
-                        offs[info.chunk_offset[0] // rows] = info.byte_offset
-
-                    ds.id.chunk_iter(visit)
-                    if (offs >= 0).all():
-                        self.chunk_offsets = offs
-        self.direct = self.base is not None or self.chunk_offsets is not None
-        if self.direct:
-            size = self.path.stat().st_size
-            last = self.shape[0] - 1
-            end = int(self._positions(np.array([last]))[0]) + self.row_bytes if last >= 0 else 0
+            try:
+                end = self._layout(ds, filtered)
+            except (OSError, RuntimeError, ValueError) as err:  # a damaged chunk index
+                raise PCamFormatError(
+                    f"Could not read the chunk layout of {key!r} in {str(path)!r} ({err}): "
+                    "the file is damaged."
+                ) from err
             if end > size:
                 raise PCamFormatError(
                     f"Expected {str(path)!r} to hold {self.shape[0]} rows of {key!r} "
                     f"({end} bytes), but the file has only {size} bytes: it is truncated."
                 )
+            self.direct = self.base is not None or self.chunk_offsets is not None
+            self._probe(ds)
         self._pid: int | None = None
         self._mm: np.ndarray | None = None
         self._ds: Any = None
+
+    def _layout(self, ds: Any, filtered: bool) -> int:
+        """Fill in the direct-read offsets where they apply; return the data's end in bytes."""
+        n = self.shape[0]
+        if n == 0:
+            return 0
+        if self.chunk_rows is None:
+            offset = ds.id.get_offset()  # None for a compact or unallocated dataset
+            if offset is None:
+                return 0
+            if self.dtype.itemsize == 1:
+                self.base = int(offset)
+            return int(offset) + n * self.row_bytes
+        if not hasattr(ds.id, "chunk_iter"):  # h5py < 3.8: no cheap chunk table
+            return 0
+        rows = self.chunk_rows
+        offs = np.full(-(-n // rows), -1, dtype=np.int64)
+        ends = np.zeros_like(offs)
+
+        def visit(info: Any) -> None:
+            k = info.chunk_offset[0] // rows
+            offs[k], ends[k] = info.byte_offset, info.byte_offset + info.size
+
+        ds.id.chunk_iter(visit)
+        if not filtered and self.dtype.itemsize == 1:
+            # every chunk of rows * row_bytes stored whole: the direct path
+            chunk_bytes = rows * self.row_bytes
+            if (offs >= 0).all() and bool((ends - offs == chunk_bytes).all()):
+                self.chunk_offsets = offs
+        return int(ends.max())
+
+    def _probe(self, ds: Any) -> None:
+        """Decode the first and last rows through h5py; on the direct path compare the bytes."""
+        n = self.shape[0]
+        if n == 0:
+            return
+        rows = np.unique(np.array([0, n - 1]))
+        try:
+            ref = np.stack([np.asarray(ds[int(r)]) for r in rows])
+        except (OSError, RuntimeError, ValueError) as err:
+            raise PCamFormatError(
+                f"Could not decode rows of {self.key!r} in {str(self.path)!r} ({err}): the "
+                "file is damaged or truncated."
+            ) from err
+        if self.direct:
+            mm = np.memmap(self.path, dtype=np.uint8, mode="r")
+            got = np.stack(
+                [np.asarray(mm[p : p + self.row_bytes]) for p in self._positions(rows).tolist()]
+            )
+            del mm
+            if not np.array_equal(got.reshape(-1), ref.reshape(-1).view(np.uint8)):
+                raise PCamFormatError(
+                    f"The chunk table of {self.key!r} in {str(self.path)!r} does not match its "
+                    "data: the file is damaged."
+                )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -565,7 +710,13 @@ class _RowReader:
         ends = np.r_[starts[1:], rows.size]
         for s, e in zip(starts.tolist(), ends.tolist()):
             lo, hi = int(rows[s]), int(rows[e - 1])
-            out[s:e] = np.asarray(self._ds[lo : hi + 1])[rows[s:e] - lo]
+            try:
+                out[s:e] = np.asarray(self._ds[lo : hi + 1])[rows[s:e] - lo]
+            except (OSError, RuntimeError) as err:  # a chunk that does not decode
+                raise PCamFormatError(
+                    f"Could not read rows {lo}..{hi} of {self.key!r} from {str(self.path)!r} "
+                    f"({err}): the file is damaged."
+                ) from err
         return out
 
 

@@ -12,7 +12,7 @@ validation split (Youden's J), and scores the test split:
   negative get an empty mask); IoU and Dice over the whole split (counts added
   over patches) and the IoU-vs-threshold curve (:func:`camseg.metrics.threshold_curve`);
   the same for the per-location tumour probability maps
-  (:func:`camseg_pcam.regularise.tumour_probability_maps`) at 0.5 and with Otsu;
+  (:func:`camseg_pcam.regularize.tumor_probability_maps`) at 0.5 and with Otsu;
 - the fraction of CAM energy in the label region
   (:func:`camseg.metrics.label_region_energy`);
 - faithfulness of the CAMs on a sample of positives: deletion and insertion
@@ -43,8 +43,9 @@ from camseg import postprocess as PP
 from camseg_pcam.data import PCamBatchSampler, PCamH5, collate_batch, find_pcam_files, read_meta
 from camseg_pcam.data import split_by_slide as _split_by_slide
 from camseg_pcam.models import GAPClassifier
-from camseg_pcam.regularise import tumour_probability_maps
-from camseg_pcam.train import load_checkpoint_model, to_float_images
+from camseg_pcam.regularize import tumor_probability_maps
+from camseg_pcam.train import load_checkpoint_model, read_checkpoint, to_float_images
+from camseg_pcam.wsss import recommended_recipe
 
 __all__ = ["SplitOutputs", "cam_maps", "evaluate", "masks_from_cams", "read_history"]
 
@@ -75,8 +76,8 @@ def cam_maps(model: GAPClassifier, images: torch.Tensor) -> dict[str, torch.Tens
     b, size = images.shape[0], (images.shape[-2], images.shape[-1])
     tumour = torch.ones(b, dtype=torch.long, device=images.device)
     raw = CF.linear_cam(feats.float(), model.fc.weight.float(), tumour)
-    cam = CF.normalize(CF.upsample(raw, size), "minmax")
-    prob_map = CF.upsample(tumour_probability_maps(model, feats), size)
+    cam = CF.normalize(CF.upsample(raw, size), mode="minmax")
+    prob_map = CF.upsample(tumor_probability_maps(model, feats), size)
     return {"logits": logits.float(), "cam": cam, "cam_raw": raw, "prob_map": prob_map}
 
 
@@ -114,6 +115,7 @@ class SplitOutputs:
         curve_masks: their true masks.
         energy: label-region energy per patch ``(N,)`` (NaN for empty maps).
         sample: a few images, CAMs, true and predicted masks for the figure grid.
+        iou_pos: per recipe, the IoU of every positive patch (for ``iou_pos``).
     """
 
     probs: torch.Tensor
@@ -123,6 +125,7 @@ class SplitOutputs:
     curve_masks: torch.Tensor | None = None
     energy: torch.Tensor | None = None
     sample: dict[str, torch.Tensor] = field(default_factory=dict)
+    iou_pos: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @torch.inference_mode()
@@ -144,13 +147,14 @@ def _run_split(
     curve_masks: list[torch.Tensor] = []
     kept = 0
     sample: dict[str, list[torch.Tensor]] = {}
+    iou_pos: dict[str, list[torch.Tensor]] = {}
     for batch in loader:
         x = to_float_images(batch["image"].to(device))
         out = cam_maps(model, x)
         p = out["logits"].softmax(1)[:, 1]
         probs.append(p.cpu())
         labels.append(batch["label"])
-        energy.append(M.label_region_energy(out["cam_raw"]).cpu())
+        energy.append(M.label_region_energy(out["cam_raw"], average="none").cpu())
         if min_prob is None or "mask" not in batch:
             continue
         true = batch["mask"].to(device)
@@ -158,9 +162,14 @@ def _run_split(
             "cam_otsu": masks_from_cams(out["cam"], p, min_prob=min_prob),
             "prob_map": (out["prob_map"] >= 0.5) & (p >= min_prob)[:, None, None],
             "prob_otsu": masks_from_cams(out["prob_map"], p, min_prob=min_prob),
+            "prob_map_ungated": out["prob_map"] >= 0.5,
         }
+        positive = batch["label"] == 1
         for name, m in pred.items():
             counters.setdefault(name, M.SegmentationCounter()).update(m.cpu(), true.cpu())
+            if bool(positive.any()):
+                per = M.iou(m.cpu()[positive], true.cpu()[positive], average="none")
+                iou_pos.setdefault(name, []).append(per.float())
         if kept < max_curve:
             take = min(max_curve - kept, x.shape[0])
             curve_maps.append(PP.gate(out["cam"], p, min_prob=min_prob)[:take].cpu())
@@ -186,6 +195,7 @@ def _run_split(
         curve_masks=torch.cat(curve_masks) if curve_masks else None,
         energy=torch.cat(energy),
         sample={k: torch.cat(v) for k, v in sample.items()},
+        iou_pos={k: torch.cat(v) for k, v in iou_pos.items()},
     )
 
 
@@ -275,7 +285,7 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = _pick_device(device)
     model = load_checkpoint_model(run_dir / checkpoint, device=str(dev))
-    ckpt_cfg = torch.load(run_dir / checkpoint, map_location="cpu", weights_only=False)["config"]
+    ckpt_cfg = read_checkpoint(run_dir / checkpoint)["config"]
 
     val = PCamH5(find_pcam_files(data, "valid"), masks=False)
     val_out = _run_split(
@@ -296,6 +306,8 @@ def evaluate(
         "checkpoint": str(checkpoint),
         "model": ckpt_cfg["model"],
         "cam_terms": ckpt_cfg.get("cam", {}),
+        "preset": ckpt_cfg.get("preset"),
+        "head": ckpt_cfg.get("head", "gap"),
         "classification": {
             "auc": float(M.roc_auc(probs, labels)),
             "accuracy": float(at_half.accuracy),
@@ -329,12 +341,17 @@ def evaluate(
         seg: dict[str, Any] = {"source": pix_source, "n": len(pix.labels)}
         for name, counter in pix.counters.items():
             seg[name] = {
-                "iou": float(counter.compute("iou", reduction="micro")),
-                "dice": float(counter.compute("dice", reduction="micro")),
+                "iou": float(counter.compute("iou", average="micro")),
+                "dice": float(counter.compute("dice", average="micro")),
             }
+            if name in pix.iou_pos:
+                seg[name]["iou_pos"] = float(pix.iou_pos[name].mean())
+        rec = recommended_recipe(ckpt_cfg)
+        if rec in seg:
+            seg["recommended"] = {"recipe": rec, **seg[rec]}
         if pix.curve_maps is not None and pix.curve_masks is not None:
             thresholds = torch.linspace(0.0, 1.0, 51)
-            curve = M.threshold_curve(pix.curve_maps, pix.curve_masks, thresholds)
+            curve = M.threshold_curve(pix.curve_maps, pix.curve_masks, thresholds=thresholds)
             seg["iou_curve"] = {
                 "thresholds": thresholds.tolist(),
                 "iou": curve["iou"].tolist(),

@@ -16,9 +16,16 @@ from typing import Literal, cast
 import torch
 from torch import nn
 
-from camseg._checks import check_one_of, check_positive_int
+from camseg import losses as L
+from camseg_pcam._validate import check_one_of, check_positive_int
 
-__all__ = ["MODELS", "GAPClassifier", "ModelName", "SmallCNN", "build_model"]
+__all__ = ["HEADS", "MODELS", "GAPClassifier", "Head", "ModelName", "SmallCNN", "build_model"]
+
+Head = Literal["gap", "mil"]
+#: How the image logit is formed: ``"gap"`` (global average pooling, then the linear
+#: head) or ``"mil"`` (the linear head at every location, pooled over the label region
+#: with :func:`camseg.losses.mil_pool`: the PCam label rule).
+HEADS: tuple[str, ...] = ("gap", "mil")
 
 ModelName = Literal["small", "resnet18", "resnet50", "densenet121", "efficientnet_b0", "vgg16_bn"]
 MODELS: tuple[str, ...] = (
@@ -36,13 +43,24 @@ STD = (0.229, 0.224, 0.225)
 
 
 class GAPClassifier(nn.Module):
-    """Features, global average pooling and a linear head; input normalisation inside.
+    r"""Features, a linear head and a pooling rule; input normalisation inside.
+
+    With ``head="gap"`` the logits are the linear head of the globally averaged
+    features. With ``head="mil"`` (two classes only) the head is applied at every
+    location, giving the per-location tumor logit
+    :math:`z(p) = (w_1 - w_0)^\top A(p) + (b_1 - b_0)` (:meth:`tumor_logits`), which
+    is pooled over the centre third, the PCam label region, by
+    :func:`camseg.losses.mil_pool` (log-mean-exp, temperature 1) into the image logit
+    :math:`s`; the two logits are :math:`(-s/2, s/2)`, so their softmax is
+    :math:`\sigma(s)` and cross-entropy on them equals :func:`camseg.losses.mil_loss`
+    of :math:`z`.
 
     Args:
         features: a module mapping ``(B, 3, H, W)`` to ``(B, C, h, w)``.
         channels: ``C``, the number of feature channels.
         num_classes: the number of logits.
         dropout: dropout before the head.
+        head: ``"gap"`` or ``"mil"``.
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -53,9 +71,21 @@ class GAPClassifier(nn.Module):
     """
 
     def __init__(
-        self, features: nn.Module, channels: int, num_classes: int = 2, *, dropout: float = 0.0
+        self,
+        features: nn.Module,
+        channels: int,
+        num_classes: int = 2,
+        *,
+        dropout: float = 0.0,
+        head: Head = "gap",
     ) -> None:
         super().__init__()
+        check_one_of(head, "head", HEADS)
+        if head == "mil" and num_classes != 2:
+            raise ValueError(
+                f"Expected `num_classes` to be 2 for head='mil', but got {num_classes}."
+            )
+        self.head = head
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
         self.features = features
@@ -74,8 +104,28 @@ class GAPClassifier(nn.Module):
         """
         mean, std = cast(torch.Tensor, self.mean), cast(torch.Tensor, self.std)
         feats = self.features((x - mean) / std)
+        if self.head == "mil":
+            s = L.mil_pool(self.tumor_logits(feats))
+            return torch.stack([-0.5 * s, 0.5 * s], dim=1), feats
         logits = self.fc(self.dropout(torch.flatten(self.pool(feats), 1)))
         return logits, feats
+
+    def tumor_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Per-location tumor logits ``(B, h, w)`` of the CAM layer's activations.
+
+        The linear head applied at every location, class 1 minus class 0 (for a
+        ``"gap"`` head their spatial mean is the image's logit difference).
+
+        Args:
+            features: ``(B, C, h, w)`` from :meth:`forward_features`.
+
+        Returns:
+            float32 ``(B, h, w)``.
+        """
+        w = self.fc.weight.float()
+        b = self.fc.bias.float()
+        feats = self.dropout(features.float())
+        return torch.einsum("bchw,c->bhw", feats, w[1] - w[0]) + (b[1] - b[0])
 
     def forward(
         self, x: torch.Tensor, return_features: bool = False
@@ -141,6 +191,8 @@ def build_model(
     width: int = 16,
     norm: Literal["batch", "group"] = "batch",
     dropout: float = 0.0,
+    head: Head = "gap",
+    dense: bool = False,
 ) -> GAPClassifier:
     """Build a GAP classifier from a torchvision backbone or the small CNN.
 
@@ -148,6 +200,15 @@ def build_model(
     convolutional stage becomes ``features`` (ResNet ``layer4``, DenseNet's
     final norm + ReLU, EfficientNet's last conv, VGG's last conv block without
     its max-pool, keeping a 6×6 map on 96×96 input).
+
+    With ``dense=True`` every backbone has output stride 8, so a 96×96 patch gives a
+    12×12 map (the small CNN always has): ResNets dilate ``layer3`` and ``layer4``
+    (as torchvision's ``replace_stride_with_dilation``, also for basic blocks), DenseNet
+    drops the average
+    pools of its last two transitions, EfficientNet sets the stride of its last two
+    down-sampling stages to 1 and dilates them, VGG drops its fourth max-pool too.
+    The weights are unchanged, so ``weights=`` loads the same state dicts; the cost
+    per step grows (``benchmarks/wsss_synthetic.py --cost``).
 
     Args:
         name: one of :data:`MODELS`.
@@ -157,6 +218,8 @@ def build_model(
         width: the small CNN's first-stage width.
         norm: the small CNN's normalisation layer.
         dropout: dropout before the head.
+        head: ``"gap"`` or ``"mil"`` (see :class:`GAPClassifier`).
+        dense: output stride 8 for the torchvision backbones.
 
     Returns:
         The model.
@@ -179,7 +242,7 @@ def build_model(
                 f"pretrained weights, but got {str(weights)!r}."
             )
         cnn = SmallCNN(width, norm=norm)
-        return GAPClassifier(cnn, cnn.out_channels, num_classes, dropout=dropout)
+        return GAPClassifier(cnn, cnn.out_channels, num_classes, dropout=dropout, head=head)
     import torchvision.models as tvm
 
     net = getattr(tvm, name)(weights=None)
@@ -204,6 +267,9 @@ def build_model(
             )
     features: nn.Module
     if name.startswith("resnet"):
+        if dense:  # torchvision's replace_stride_with_dilation, also for BasicBlock
+            _dilate(net.layer3, 2)
+            _dilate(net.layer4, 4)
         features = nn.Sequential(
             net.conv1,
             net.bn1,
@@ -216,12 +282,39 @@ def build_model(
         )
         channels = net.fc.in_features
     elif name == "densenet121":
+        if dense:
+            for t in ("transition2", "transition3"):
+                getattr(net.features, t).pool = nn.Identity()
         features = nn.Sequential(net.features, nn.ReLU(inplace=False))
         channels = net.classifier.in_features
     elif name == "efficientnet_b0":
+        if dense:  # stages 4-5 and 6-7 follow the stride-16 and stride-32 steps
+            for i, d in ((4, 2), (5, 2), (6, 4), (7, 4)):
+                _dilate(net.features[i], d)
         features = net.features
         channels = net.classifier[-1].in_features
     else:  # vgg16_bn: drop the last max-pool so 96x96 input keeps a 6x6 map
-        features = nn.Sequential(*list(net.features.children())[:-1])
+        layers = list(net.features.children())[:-1]
+        if dense:  # and the fourth: 12x12
+            pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+            del layers[pools[-1]]
+        features = nn.Sequential(*layers)
         channels = 512
-    return GAPClassifier(features, channels, num_classes, dropout=dropout)
+    return GAPClassifier(features, channels, num_classes, dropout=dropout, head=head)
+
+
+def _dilate(stage: nn.Module, dilation: int) -> None:
+    """Output stride 8: stride-2 convolutions of ``stage`` become stride 1.
+
+    Every convolution with a spatial kernel gets ``dilation`` (same padding), so the
+    receptive field is kept while the map stays at the stage's input resolution.
+    """
+    for conv in stage.modules():
+        if not isinstance(conv, nn.Conv2d):
+            continue
+        if conv.stride == (2, 2):
+            conv.stride = (1, 1)
+        k = conv.kernel_size[0]
+        if k > 1:
+            conv.dilation = (dilation, dilation)
+            conv.padding = (dilation * (k - 1) // 2, dilation * (k - 1) // 2)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from camseg import metrics as M
+from camseg_pcam._io import atomic_target
 
 if TYPE_CHECKING:
     from camseg_pcam.evaluate import SplitOutputs
@@ -35,9 +36,8 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_target(path) as part:
+        fig.savefig(part, dpi=110, bbox_inches="tight", format="png")
 
 
 def overlay(image: torch.Tensor, cam: torch.Tensor, *, alpha: float = 0.45) -> np.ndarray:
@@ -63,10 +63,10 @@ def overlay(image: torch.Tensor, cam: torch.Tensor, *, alpha: float = 0.45) -> n
 
 
 def save_png(array: np.ndarray, path: str | os.PathLike[str]) -> None:
-    """Write a uint8 ``(H, W, 3)`` array as PNG, atomically.
+    """Write a uint8 ``(H, W, 3)`` or ``(H, W)`` array as PNG, atomically.
 
     Args:
-        array: the image.
+        array: the image (``(H, W)``: grey, e.g. a mask as 0/255).
         path: the target file.
 
     Example:
@@ -78,10 +78,8 @@ def save_png(array: np.ndarray, path: str | os.PathLike[str]) -> None:
     """
     from PIL import Image
 
-    target = Path(path)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
-    Image.fromarray(array).save(tmp)
-    os.replace(tmp, target)
+    with atomic_target(path) as part:
+        Image.fromarray(array).save(part, format="PNG")
 
 
 def _roc(out: Path, probs: torch.Tensor, labels: torch.Tensor, result: dict[str, Any]) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,19 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from camseg._checks import check_positive_int
 from camseg.synthetic import make_patches
+from camseg_pcam._io import atomic_target, atomic_write_text, scratch_part
+from camseg_pcam._validate import check_positive_int
 from camseg_pcam.data import FILE_PREFIX, SPLITS
 
 __all__ = ["write_kaggle", "write_pcam", "write_split"]
 
 #: chunk shape of ``x`` in the files written here (one chunk per 32 patches).
 DEFAULT_CHUNKS = 32
-
-
-def _atomic_path(target: Path) -> tuple[int, str]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
 
 
 def _write_h5(
@@ -46,45 +42,76 @@ def _write_h5(
     """Write one dataset to ``target`` (or ``target.gz``) atomically."""
     import h5py
 
-    fd, tmp = _atomic_path(target)
-    os.close(fd)
-    try:
-        chunks: Any = None
-        if chunk_rows is not None and len(data):
-            chunks = (min(chunk_rows, len(data)), *data.shape[1:])
-        with h5py.File(tmp, "w") as fh:
+    chunks: Any = None
+    if chunk_rows is not None and len(data):
+        chunks = (min(chunk_rows, len(data)), *data.shape[1:])
+    if not gzip_wrap:
+        with atomic_target(target) as part, h5py.File(part, "w") as fh:
             fh.create_dataset(key, data=data, chunks=chunks)
-        final = target
-        if gzip_wrap:
-            final = target.with_name(target.name + ".gz")
-            fd2, tmp2 = _atomic_path(final)
-            with (
-                open(tmp, "rb") as src,
-                os.fdopen(fd2, "wb") as raw,
-                gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as dst,
-            ):
-                shutil.copyfileobj(src, dst)
-            os.unlink(tmp)
-            tmp = tmp2
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return target
+    final = target.with_name(target.name + ".gz")
+    with scratch_part(target) as plain, atomic_target(final) as part:
+        with h5py.File(plain, "w") as fh:
+            fh.create_dataset(key, data=data, chunks=chunks)
+        with (
+            open(plain, "rb") as src,
+            open(part, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as dst,
+        ):
+            shutil.copyfileobj(src, dst, length=16 << 20)
     return final
 
 
-def _write_csv(target: Path, columns: dict[str, Sequence[Any]]) -> Path:
-    fd, tmp = _atomic_path(target)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(list(columns))
-            writer.writerows(zip(*columns.values()))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+def _write_csv(target: Path, columns: dict[str, Sequence[Any]], *, index: bool = False) -> Path:
+    """Write columns as CSV, atomically; ``index``: a leading unnamed row number, like pandas."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    names = list(columns)
+    rows: Any = zip(*columns.values())
+    if index:
+        names = ["", *names]
+        rows = ((i, *r) for i, r in enumerate(rows))
+    writer.writerow(names)
+    writer.writerows(rows)
+    return atomic_write_text(target, buf.getvalue())
+
+
+def _check_arrays(
+    images: Any, labels: Any, masks: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Validate the arrays of :func:`write_split`; nothing is cast silently."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise TypeError(
+            f"Expected `images` to be uint8, but got {images.dtype}. "
+            "Hint: scale float images in [0, 1] with `(images * 255).round().astype(np.uint8)`."
+        )
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"Expected `images` to have shape (N, H, W, 3), but got {images.shape}.")
+    n = images.shape[0]
+    labels = np.asarray(labels).reshape(-1)
+    if labels.dtype.kind not in "biu":
+        raise TypeError(f"Expected `labels` to be integer or bool, but got {labels.dtype}.")
+    if labels.shape[0] != n:
+        raise ValueError(
+            f"Expected `labels` to hold {n} values (one per image), but got {labels.shape[0]}."
+        )
+    if labels.size and not np.isin(labels, (0, 1)).all():
+        raise ValueError(
+            f"Expected `labels` to be 0/1, but got values {np.unique(labels)[:5].tolist()}."
+        )
+    if masks is not None:
+        masks = np.asarray(masks)
+        want = (n, *images.shape[1:3])
+        if masks.shape not in (want, (*want, 1)):
+            raise ValueError(
+                f"Expected `masks` to have shape {want} like `images`, but got {masks.shape}."
+            )
+        if masks.dtype != np.bool_ and not (
+            masks.dtype.kind in "iu" and np.isin(masks, (0, 1)).all()
+        ):
+            raise TypeError(f"Expected `masks` to be bool (or 0/1), but got {masks.dtype}.")
+    return images, labels, masks
 
 
 def write_split(
@@ -106,12 +133,17 @@ def write_split(
         images: uint8 ``(N, 96, 96, 3)``.
         labels: integer ``(N,)``; stored as uint8 ``(N, 1, 1, 1)`` like PCam.
         masks: bool ``(N, 96, 96)`` or ``None``; stored as ``(N, 96, 96, 1)``.
-        meta: the meta CSV's columns, or ``None`` for no CSV.
+        meta: the meta CSV's columns, or ``None`` for no CSV; written after an unnamed
+            index column, like the official files.
         chunk_rows: HDF5 chunk length along ``N`` (``None``: contiguous).
         gzip_wrap: write ``.h5.gz`` files like the official download.
 
     Returns:
         The written paths.
+
+    Raises:
+        TypeError: if ``images`` is not uint8 or ``labels`` not integer or bool.
+        ValueError: if the shapes or lengths disagree or a label is not 0/1.
 
     Example:
         >>> import tempfile
@@ -122,12 +154,20 @@ def write_split(
         ['camelyonpatch_level_2_split_test_x.h5', 'camelyonpatch_level_2_split_test_y.h5']
     """
     base = Path(root)
+    images, labels, masks = _check_arrays(images, labels, masks)
     n = len(images)
+    if meta is not None:
+        lengths = {k: len(v) for k, v in meta.items()}
+        if any(v != n for v in lengths.values()):
+            raise ValueError(
+                f"Expected every column of `meta` to hold {n} values (one per image), but got "
+                f"{lengths}."
+            )
     out = [
         _write_h5(
             base / f"{FILE_PREFIX}{split}_x.h5",
             "x",
-            np.ascontiguousarray(images, dtype=np.uint8),
+            np.ascontiguousarray(images),
             chunk_rows=chunk_rows,
             gzip_wrap=gzip_wrap,
         ),
@@ -144,13 +184,13 @@ def write_split(
             _write_h5(
                 base / f"{FILE_PREFIX}{split}_mask.h5",
                 "mask",
-                np.asarray(masks, dtype=np.bool_).reshape(n, *masks.shape[1:3], 1),
+                np.ascontiguousarray(masks, dtype=np.bool_).reshape(n, *images.shape[1:3], 1),
                 chunk_rows=chunk_rows,
                 gzip_wrap=gzip_wrap,
             )
         )
     if meta is not None:
-        out.append(_write_csv(base / f"{FILE_PREFIX}{split}_meta.csv", meta))
+        out.append(_write_csv(base / f"{FILE_PREFIX}{split}_meta.csv", meta, index=True))
     return out
 
 
@@ -166,8 +206,9 @@ def _fake_meta(
     return {
         "coord_y": (rng.integers(0, 2000, n) * 96).tolist(),
         "coord_x": (rng.integers(0, 1000, n) * 96).tolist(),
-        "tumor_patch": masks.flatten(1).any(1).int().tolist(),
-        "center_tumor_patch": labels.int().tolist(),
+        # the official files write pandas booleans
+        "tumor_patch": [str(bool(v)) for v in masks.flatten(1).any(1).tolist()],
+        "center_tumor_patch": [str(bool(v)) for v in labels.tolist()],
         "wsi": [f"synthetic_{split}_{kind}_{s:03d}" for s in slide],
     }
 
@@ -257,9 +298,6 @@ def write_kaggle(root: str | os.PathLike[str], *, n: int = 16, seed: int = 0) ->
     images, labels, _ = make_patches(n, seed=seed)
     ids = [f"{seed:04x}{i:036x}" for i in range(n)]  # 40 hex characters, like Kaggle's ids
     for i, ident in enumerate(ids):
-        target = base / "train" / f"{ident}.tif"
-        fd, tmp = _atomic_path(target)
-        os.close(fd)
-        tifffile.imwrite(tmp, images[i].numpy(), photometric="rgb")
-        os.replace(tmp, target)
+        with atomic_target(base / "train" / f"{ident}.tif") as part:
+            tifffile.imwrite(part, images[i].numpy(), photometric="rgb")
     _write_csv(base / "train_labels.csv", {"id": ids, "label": labels.tolist()})

@@ -38,8 +38,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from camseg import functional as CF
+from camseg import losses as L
 from camseg import metrics
-from camseg._checks import check_one_of, check_positive_int
+from camseg import postprocess as PP
+from camseg_pcam._validate import check_one_of, check_positive_int
 from camseg_pcam.augment import Augment
 from camseg_pcam.data import (
     KagglePCam,
@@ -51,10 +54,11 @@ from camseg_pcam.data import (
     read_meta,
     split_by_slide,
 )
-from camseg_pcam.models import MODELS, GAPClassifier, build_model
-from camseg_pcam.regularise import CAM_TERMS, CamRegulariser
+from camseg_pcam.models import HEADS, MODELS, GAPClassifier, build_model
+from camseg_pcam.regularize import CAM_TERMS, CamRegularizer
 
 __all__ = [
+    "CheckpointError",
     "TrainConfig",
     "TrainInterrupted",
     "atomic_save",
@@ -62,6 +66,7 @@ __all__ = [
     "load_checkpoint_model",
     "load_config",
     "predict_loader",
+    "read_checkpoint",
     "to_float_images",
     "train",
 ]
@@ -107,7 +112,7 @@ class TrainConfig:
         patience: early-stopping patience in epochs (0 disables).
         max_steps_per_epoch: cap on training steps per epoch (0: no cap).
         cam: CAM-regularisation weights by term name (see
-            :data:`camseg_pcam.regularise.CAM_TERMS`); empty for none.
+            :data:`camseg_pcam.regularize.CAM_TERMS`); empty for none.
         cam_size: the resolution the maps are upsampled to before the losses
             (0: feature resolution).
         cam_warmup_epochs: linear warm-up of the CAM weights (fractions allowed).
@@ -116,7 +121,21 @@ class TrainConfig:
             (meta CSV ``wsi``), for pixel-level evaluation (real PCam has masks
             for train only); 0 trains on all of it.
         tensorboard: also log to TensorBoard (needs the ``tensorboard`` package).
-        progress: show tqdm progress bars.
+        progress: show tqdm progress bars and one summary line per epoch.
+        head: ``"gap"`` (global average pooling) or ``"mil"`` (the linear head at
+            every location, pooled over the label region: the PCam rule as
+            multiple-instance learning, see :class:`camseg_pcam.models.GAPClassifier`).
+        dense: output stride 8 for the torchvision backbones (12×12 maps on 96×96).
+        init: start from the weights of this checkpoint.
+        teacher: a checkpoint whose per-location tumor probabilities give
+            pseudo-masks (:func:`camseg.postprocess.pseudo_masks`) for a dense loss
+            (:func:`camseg.losses.pseudo_mask_loss`): self-training.
+        pseudo_margin: pseudo-masks: foreground at p >= 0.5 + margin, background at
+            p <= 0.5 - margin, the rest ignored.
+        pseudo_weight: weight of the dense loss.
+        mask_supervision: train the per-location head on the train split's true
+            masks with the same dense loss (fully supervised; a ceiling).
+        preset: the preset that wrote this config (``"wsss"``), informational.
     """
 
     data: str = "data"
@@ -152,6 +171,14 @@ class TrainConfig:
     holdout_fraction: float = 0.0
     tensorboard: bool = False
     progress: bool = True
+    head: Literal["gap", "mil"] = "gap"
+    dense: bool = False
+    init: str | None = None
+    teacher: str | None = None
+    pseudo_margin: float = 0.25
+    pseudo_weight: float = 1.0
+    mask_supervision: bool = False
+    preset: str | None = None
 
     def validate(self) -> None:
         """Check the settings.
@@ -174,11 +201,24 @@ class TrainConfig:
             raise ValueError(f"Expected `lr` > 0, but got {self.lr!r}.")
         for name in self.cam:
             check_one_of(name, "cam", CAM_TERMS)
+        check_one_of(self.head, "head", HEADS)
+        if not 0.0 <= self.pseudo_margin < 0.5:
+            raise ValueError(
+                f"Expected `pseudo_margin` to lie in [0, 0.5), but got {self.pseudo_margin!r}."
+            )
+        if not self.pseudo_weight >= 0:
+            raise ValueError(f"Expected `pseudo_weight` >= 0, but got {self.pseudo_weight!r}.")
+        if self.teacher and self.mask_supervision:
+            raise ValueError(
+                "Expected at most one of `teacher` and `mask_supervision`, but got both."
+            )
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    r"""Read a TOML run configuration into keyword arguments of :class:`TrainConfig`.
+    r"""Read a run configuration (TOML, or a run's saved ``config.json``) into settings.
 
+    A ``.json`` file is read as JSON (the ``config.json`` every run writes, so a
+    run can be repeated with ``--config RUN/config.json``); anything else as TOML.
     Top-level keys are :class:`TrainConfig` fields; a ``[cam]`` table gives the
     CAM-regularisation weights, e.g.::
 
@@ -214,8 +254,19 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise RuntimeError(
                 "Reading TOML configs needs Python >= 3.11 or `pip install tomli`."
             ) from err
-    with open(path, "rb") as fh:
-        settings = tomllib.load(fh)
+    if str(path).endswith(".json"):  # a run's own saved config.json
+        try:
+            settings = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"Expected {str(path)!r} to hold JSON, but: {err}.") from None
+        if not isinstance(settings, dict):
+            raise ValueError(f"Expected {str(path)!r} to hold a JSON object of settings.")
+    else:
+        with open(path, "rb") as fh:
+            try:
+                settings = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as err:
+                raise ValueError(f"Expected {str(path)!r} to hold TOML, but: {err}.") from None
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(settings) - names)
     if unknown:
@@ -339,7 +390,12 @@ def build_datasets(
             keep, _ = split_by_slide(
                 read_meta(files.meta)["wsi"], fraction=cfg.holdout_fraction, seed=cfg.seed
             )
-        train_set = PCamH5(files, masks=False, indices=keep)
+        if cfg.mask_supervision and files.mask is None:
+            raise PCamFormatError(
+                f"Expected a train mask file next to {str(files.x)!r} for `mask_supervision`, "
+                "but there is none."
+            )
+        train_set = PCamH5(files, masks=cfg.mask_supervision, indices=keep)
         val_set = PCamH5(find_pcam_files(cfg.data, "valid"), masks=False)
         return train_set, val_set, train_set.labels
     full = KagglePCam(cfg.data)
@@ -433,6 +489,59 @@ def _schedule(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, empty, not a checkpoint)."""
+
+
+def read_checkpoint(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`train` (``weights_only=True``).
+
+    Args:
+        path: ``best.pt`` or ``last.pt`` of a run folder.
+        map_location: where to put the tensors.
+
+    Returns:
+        The checkpoint dictionary (``model``, ``config``, ``epoch`` ...).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        CheckpointError: if it is truncated, empty or not a checkpoint of this package;
+            the message names the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"Missing checkpoint {str(p)!r}. Hint: train first.")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many kinds for bad bytes
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise CheckpointError(
+            f"Cannot read checkpoint {str(p)!r} ({p.stat().st_size} bytes): it is truncated, "
+            f"empty or not a torch checkpoint ({type(err).__name__}: {first}). "
+            "Hint: delete it and train again."
+        ) from None
+    if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
+        raise CheckpointError(
+            f"Expected checkpoint {str(p)!r} to hold the keys 'model' and 'config' of a "
+            "camseg-pcam run, but it does not. Hint: pass a best.pt or last.pt of a run."
+        )
+    return ckpt
+
+
+def _build_from_config(cfg: Mapping[str, Any], weights: str | None = None) -> GAPClassifier:
+    return build_model(
+        cfg["model"],
+        weights=weights,
+        width=cfg["width"],
+        norm=cfg["norm"],
+        dropout=cfg["dropout"],
+        head=cfg.get("head", "gap"),
+        dense=bool(cfg.get("dense", False)),
+    )
+
+
 def load_checkpoint_model(path: str | os.PathLike[str], *, device: str = "cpu") -> GAPClassifier:
     """Rebuild a trained model from a checkpoint written by :func:`train`.
 
@@ -445,14 +554,17 @@ def load_checkpoint_model(path: str | os.PathLike[str], *, device: str = "cpu") 
 
     Raises:
         FileNotFoundError: if the checkpoint does not exist.
+        CheckpointError: if it cannot be read.
     """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"Missing checkpoint {str(p)!r}. Hint: train first.")
-    ckpt = torch.load(p, map_location="cpu", weights_only=False)
-    cfg = ckpt["config"]
-    model = build_model(cfg["model"], width=cfg["width"], norm=cfg["norm"], dropout=cfg["dropout"])
-    model.load_state_dict(ckpt["model"])
+    ckpt = read_checkpoint(path)
+    model = _build_from_config(ckpt["config"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"Expected checkpoint {str(path)!r} to fit its own config, but the weights do "
+            f"not: {str(err).splitlines()[0]}"
+        ) from None
     return model.to(device).eval()
 
 
@@ -513,6 +625,39 @@ def train(
             torch.distributed.destroy_process_group()
 
 
+@dataclass
+class _Run:
+    """What the epochs of a run share (built by :func:`_setup`)."""
+
+    cfg: TrainConfig
+    out: Path
+    main: bool
+    rank: int
+    world: int
+    device: torch.device
+    model: GAPClassifier
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    sampler: PCamBatchSampler
+    train_loader: DataLoader[dict[str, torch.Tensor]]
+    val_loader: DataLoader[dict[str, torch.Tensor]]
+    steps: int
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    class_weights: torch.Tensor | None = None
+    regularizer: CamRegularizer | None = None
+    augment: Augment | None = None
+    teacher: GAPClassifier | None = None
+    writer: Any = None
+    start_epoch: int = 0
+    best_auc: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
 def _train(
     cfg: TrainConfig,
     resume: bool,
@@ -521,6 +666,32 @@ def _train(
     world: int,
     device: torch.device,
 ) -> dict[str, Any]:
+    run = _setup(cfg, rank, world, device)
+    if resume:
+        _resume(run)
+    if run.main:
+        _atomic_text(run.out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+    epoch = run.start_epoch
+    for epoch in range(run.start_epoch, cfg.epochs):
+        row = _train_epoch(run, epoch)
+        stop = _end_epoch(run, epoch, row)
+        if on_epoch_end is not None and run.main:
+            on_epoch_end(epoch + 1, row)
+        if stop:
+            break
+    if run.writer is not None:
+        run.writer.close()
+    return {
+        "best_val_auc": run.best_auc,
+        "best_epoch": run.best_epoch,
+        "epochs_run": epoch + 1,
+        "history": run.history,
+        "out": str(run.out),
+    }
+
+
+def _setup(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> _Run:
+    """Seeds, data, model, optimizer, schedule and the optional loss parts."""
     out = Path(cfg.out)
     main = rank == 0
     if main:
@@ -557,13 +728,9 @@ def _train(
     val_sampler = PCamBatchSampler(val_labels, max(cfg.batch_size, 256), shuffle=False)
     val_loader = _loader(val_set, val_sampler, cfg.workers, pin)
 
-    model = build_model(
-        cfg.model,  # type: ignore[arg-type]
-        weights=cfg.weights,
-        width=cfg.width,
-        norm=cfg.norm,
-        dropout=cfg.dropout,
-    ).to(device)
+    model = _build_from_config(dataclasses.asdict(cfg), cfg.weights).to(device)
+    if cfg.init:
+        model.load_state_dict(read_checkpoint(cfg.init, map_location=device)["model"])
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -595,21 +762,6 @@ def _train(
         counts = torch.bincount(train_labels.long(), minlength=2).clamp_min(1).float()
         class_weights = (counts.sum() / (2 * counts)).to(device)
 
-    start_epoch, best_auc, best_epoch, bad_epochs = 0, -1.0, -1, 0
-    history: list[dict[str, Any]] = []
-    if resume:
-        ckpt_path = out / "last.pt"
-        if not ckpt_path.exists():
-            raise FileNotFoundError(f"Missing checkpoint {str(ckpt_path)!r} to resume from.")
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, history = ckpt["epoch"], ckpt["history"]
-        best_auc, best_epoch, bad_epochs = ckpt["best_auc"], ckpt["best_epoch"], ckpt["bad_epochs"]
-        _set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"], device)
-
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
@@ -617,141 +769,230 @@ def _train(
         )
     if cfg.compile:
         net = torch.compile(net)  # type: ignore[assignment]
-    regulariser = None
+    regularizer = None
     if cfg.cam:
-        regulariser = CamRegulariser(
+        regularizer = CamRegularizer(
             cfg.cam, size=cfg.cam_size, warmup_steps=round(cfg.cam_warmup_epochs * steps)
         )
-    augment = Augment(hed_sigma=cfg.hed_sigma) if cfg.augment else None
+    teacher = None
+    if cfg.teacher:
+        teacher = load_checkpoint_model(cfg.teacher, device=str(device))
+        teacher.requires_grad_(False)
     writer = None
     if cfg.tensorboard and main:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tensorboard"))
-    if main:
-        _atomic_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+    return _Run(
+        cfg=cfg,
+        out=out,
+        main=main,
+        rank=rank,
+        world=world,
+        device=device,
+        model=model,
+        net=net,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        sampler=sampler,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        steps=steps,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        class_weights=class_weights,
+        regularizer=regularizer,
+        augment=Augment(hed_sigma=cfg.hed_sigma) if cfg.augment else None,
+        teacher=teacher,
+        writer=writer,
+    )
 
+
+def _resume(run: _Run) -> None:
+    """Load ``last.pt`` into a set-up run (model, optimizer, schedule, RNG, history)."""
+    ckpt_path = run.out / "last.pt"
+    if not ckpt_path.exists():
+        raise FileNotFoundError(f"Missing checkpoint {str(ckpt_path)!r} to resume from.")
+    ckpt = read_checkpoint(ckpt_path, map_location=run.device)
+    try:
+        run.model.load_state_dict(ckpt["model"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        run.scheduler.load_state_dict(ckpt["scheduler"])
+        run.scaler.load_state_dict(ckpt["scaler"])
+        run.start_epoch, run.history = ckpt["epoch"], ckpt["history"]
+        run.best_auc, run.best_epoch = ckpt["best_auc"], ckpt["best_epoch"]
+        run.bad_epochs = ckpt["bad_epochs"]
+        rng = ckpt["rng"]
+        _set_rng_state(rng[run.rank] if isinstance(rng, list) else rng, run.device)
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(
+            f"Cannot resume from {str(ckpt_path)!r}: it does not fit this run's settings "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+            "Hint: resume with the run's own config.json (--config RUN/config.json)."
+        ) from None
+
+
+def _dense_targets(
+    run: _Run, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor | None
+) -> torch.Tensor | None:
+    """Pixel targets of a batch: true masks (``mask_supervision``) or teacher pseudo-masks."""
+    if run.cfg.mask_supervision and masks is not None:
+        return masks.to(torch.int8)
+    if run.teacher is None:
+        return None
+    with torch.no_grad():
+        _, tfeats = run.teacher.forward_features(x)
+        size = (x.shape[-2], x.shape[-1])
+        probs = torch.sigmoid(CF.upsample(run.teacher.tumor_logits(tfeats), size))
+        return PP.pseudo_masks(probs, y, margin=run.cfg.pseudo_margin)
+
+
+def _train_epoch(run: _Run, epoch: int) -> dict[str, Any]:
+    """One pass over the training data; returns the epoch's row of ``metrics.csv``."""
     from tqdm.auto import tqdm
 
-    epoch = start_epoch
-    for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 104729 + rank)
-        net.train()
-        sums: dict[str, float] = {}
-        seen = 0
-        wait = compute = 0.0
-        t_epoch = time.perf_counter()
-        bar = tqdm(
-            total=steps,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not (cfg.progress and main),
-            leave=False,
-            file=sys.stderr,
-        )
-        t0 = time.perf_counter()
-        for step, batch in enumerate(train_loader):
-            if step >= steps:
-                break
-            t1 = time.perf_counter()
-            wait += t1 - t0
-            x = to_float_images(batch["image"].to(device, non_blocking=True))
-            y = batch["label"].to(device, non_blocking=True)
-            if augment is not None:
-                x, _ = augment(x, None, gen)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits, feats = net(x, return_features=True)
-                ce = F.cross_entropy(logits.float(), y, reduction="none")
-                ce = (ce * class_weights[y]).mean() if class_weights is not None else ce.mean()
-                loss = ce
-                parts = {"ce": ce.detach()}
-                if regulariser is not None:
-                    reg, reg_parts = regulariser(
-                        model, x, feats, y, step=epoch * steps + step, generator=gen
-                    )
-                    loss = loss + reg
-                    parts.update({f"cam_{k}": v.detach() for k, v in reg_parts.items()})
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            parts["loss"] = loss.detach()
-            n = int(y.shape[0])
-            seen += n
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * n
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(parts['loss']):.3f}")
-            t0 = time.perf_counter()
-            compute += t0 - t1
-        bar.close()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_time = time.perf_counter() - t_epoch
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0]}
-        row.update({f"train_{k}": v / max(seen, 1) for k, v in sums.items()})
-        row["train_images_per_s"] = seen * world / max(train_time, 1e-9)
-        row["train_data_wait_share"] = wait / max(wait + compute, 1e-9)
-        if main:
-            probs, labels = predict_loader(
-                model, val_loader, device, amp_dtype=amp_dtype, channels_last=channels_last
-            )
-            auc = float(metrics.roc_auc(probs, labels))
-            row["val_auc"] = auc
-            row["val_accuracy"] = float(((probs >= 0.5).long() == labels).float().mean())
-            row["val_nll"] = float(metrics.nll(probs, labels))
-            improved = auc > best_auc + 1e-4
-            if improved:
-                best_auc, best_epoch, bad_epochs = auc, epoch + 1, 0
-            else:
-                bad_epochs += 1
-            row["best_val_auc"] = best_auc
-            history.append(row)
-            ckpt = {
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": _gather_rng(device, world),
-                "best_auc": best_auc,
-                "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs,
-                "history": history,
-                "config": dataclasses.asdict(cfg),
-            }
-            atomic_save(ckpt, out / "last.pt")
-            if improved:
-                atomic_save(ckpt, out / "best.pt")
-            _write_history(out, history)
-            if writer is not None:
-                for k, v in row.items():
-                    if k != "epoch":
-                        writer.add_scalar(k, v, epoch + 1)
-            stop = cfg.patience > 0 and bad_epochs >= cfg.patience
-        else:
-            _gather_rng(device, world)
-            stop = False
-        if world > 1:
-            flag = torch.tensor([int(stop)], device=device)
-            torch.distributed.broadcast(flag, 0)
-            stop = bool(flag.item())
-        if on_epoch_end is not None and main:
-            on_epoch_end(epoch + 1, row)
-        if stop:
+    cfg, device, model = run.cfg, run.device, run.model
+    run.sampler.set_epoch(epoch)
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 104729 + run.rank)
+    run.net.train()
+    if run.teacher is not None:
+        run.teacher.eval()
+    sums: dict[str, float] = {}
+    seen = 0
+    wait = compute = 0.0
+    t_epoch = time.perf_counter()
+    bar = tqdm(
+        total=run.steps,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        disable=not (cfg.progress and run.main),
+        leave=False,
+        file=sys.stderr,
+    )
+    t0 = time.perf_counter()
+    for step, batch in enumerate(run.train_loader):
+        if step >= run.steps:
             break
-    if writer is not None:
-        writer.close()
-    return {
-        "best_val_auc": best_auc,
-        "best_epoch": best_epoch,
-        "epochs_run": epoch + 1,
-        "history": history,
-        "out": str(out),
+        t1 = time.perf_counter()
+        wait += t1 - t0
+        x = to_float_images(batch["image"].to(device, non_blocking=True))
+        y = batch["label"].to(device, non_blocking=True)
+        masks = batch["mask"].to(device) if "mask" in batch else None
+        if run.augment is not None:
+            x, masks = run.augment(x, masks, gen)
+        if run.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        targets = _dense_targets(run, x, y, masks)
+        with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+            logits, feats = run.net(x, return_features=True)
+            ce = F.cross_entropy(logits.float(), y, reduction="none")
+            cw = run.class_weights
+            ce = (ce * cw[y]).mean() if cw is not None else ce.mean()
+            loss = ce
+            parts = {"ce": ce.detach()}
+            if targets is not None:
+                z = CF.upsample(model.tumor_logits(feats), (x.shape[-2], x.shape[-1]))
+                dense = L.pseudo_mask_loss(z, targets)
+                loss = loss + cfg.pseudo_weight * dense
+                parts["dense"] = dense.detach()
+                parts["ignored_share"] = (targets < 0).float().mean()
+            if run.regularizer is not None:
+                reg, reg_parts = run.regularizer(
+                    model, x, feats, y, step=epoch * run.steps + step, generator=gen
+                )
+                loss = loss + reg
+                parts.update({f"cam_{k}": v.detach() for k, v in reg_parts.items()})
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        parts["loss"] = loss.detach()
+        n = int(y.shape[0])
+        seen += n
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * n
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(parts['loss']):.3f}")
+        t0 = time.perf_counter()
+        compute += t0 - t1
+    bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    train_time = time.perf_counter() - t_epoch
+    row: dict[str, Any] = {"epoch": epoch + 1, "lr": run.scheduler.get_last_lr()[0]}
+    row.update({f"train_{k}": v / max(seen, 1) for k, v in sums.items()})
+    row["train_images_per_s"] = seen * run.world / max(train_time, 1e-9)
+    row["train_data_wait_share"] = wait / max(wait + compute, 1e-9)
+    row["train_seconds"] = train_time
+    return row
+
+
+def _end_epoch(run: _Run, epoch: int, row: dict[str, Any]) -> bool:
+    """Validate, write checkpoints and logs, print the summary line; True to stop."""
+    cfg, device = run.cfg, run.device
+    stop = False
+    if run.main:
+        probs, labels = predict_loader(
+            run.model,
+            run.val_loader,
+            device,
+            amp_dtype=run.amp_dtype,
+            channels_last=run.channels_last,
+        )
+        auc = float(metrics.roc_auc(probs, labels))
+        row["val_auc"] = auc
+        row["val_accuracy"] = float(((probs >= 0.5).long() == labels).float().mean())
+        row["val_nll"] = float(metrics.nll(probs, labels))
+        improved = auc > run.best_auc + 1e-4
+        if improved:
+            run.best_auc, run.best_epoch, run.bad_epochs = auc, epoch + 1, 0
+        else:
+            run.bad_epochs += 1
+        row["best_val_auc"] = run.best_auc
+        run.history.append(row)
+        _save_checkpoints(run, epoch, improved)
+        if run.writer is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    run.writer.add_scalar(k, v, epoch + 1)
+        if cfg.progress:
+            print(
+                f"epoch {epoch + 1}/{cfg.epochs}  loss {row.get('train_loss', math.nan):.4f}  "
+                f"val AUC {auc:.4f}  acc {row['val_accuracy']:.4f}  NLL {row['val_nll']:.4f}  "
+                f"({row['train_seconds']:.0f} s, {row['train_images_per_s']:.0f} img/s)"
+                + ("  *" if improved else ""),
+                flush=True,
+            )
+        stop = cfg.patience > 0 and run.bad_epochs >= cfg.patience
+    else:
+        _gather_rng(device, run.world)
+    if run.world > 1:
+        flag = torch.tensor([int(stop)], device=device)
+        torch.distributed.broadcast(flag, 0)
+        stop = bool(flag.item())
+    return stop
+
+
+def _save_checkpoints(run: _Run, epoch: int, improved: bool) -> None:
+    """``last.pt`` every epoch, ``best.pt`` when the validation AUC improved, the logs."""
+    ckpt = {
+        "epoch": epoch + 1,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": _gather_rng(run.device, run.world),
+        "best_auc": run.best_auc,
+        "best_epoch": run.best_epoch,
+        "bad_epochs": run.bad_epochs,
+        "history": run.history,
+        "config": dataclasses.asdict(run.cfg),
     }
+    atomic_save(ckpt, run.out / "last.pt")
+    if improved:
+        atomic_save(ckpt, run.out / "best.pt")
+    _write_history(run.out, run.history)
 
 
 def _gather_rng(device: torch.device, world: int) -> Any:

@@ -1,9 +1,9 @@
-r"""CAM regularisation during training, built from :mod:`camseg.losses`.
+r"""CAM regularization during training, built from :mod:`camseg.losses`.
 
 For a global-average-pool + linear head with two logits the difference of the
 two class-activation maps plus the bias difference is a per-location logit
 whose spatial mean is the image's logit difference. Its sigmoid is a map of
-per-location tumour probabilities on a fixed scale, which is what the
+per-location tumor probabilities on a fixed scale, which is what the
 region losses need (a per-image min-max normalised CAM can never be zero):
 
 .. math::
@@ -16,11 +16,11 @@ features of the same forward pass, so the terms cost no extra backbone pass
 
 Terms (weights set by ``--cam NAME=WEIGHT`` or a ``[cam]`` TOML table):
 
-- ``suppression``: :class:`camseg.losses.SuppressionLoss`, no tumour evidence
+- ``suppression``: :class:`camseg.losses.SuppressionLoss`, no tumor evidence
   in the centre 32×32 of negatives;
 - ``center_evidence``: :class:`camseg.losses.CenterEvidenceLoss`, strong
   evidence in the centre of positives;
-- ``size``: :class:`camseg.losses.SizeLoss`, the tumour area of positives
+- ``size``: :class:`camseg.losses.SizeLoss`, the tumor area of positives
   within bounds;
 - ``smoothness``: :class:`camseg.losses.SmoothnessLoss`, total variation;
 - ``equivariance``: :class:`camseg.losses.EquivarianceLoss`, maps of a rotated
@@ -36,10 +36,10 @@ from torch import nn
 
 from camseg import functional as CF
 from camseg import losses as L
-from camseg._checks import check_nonnegative, check_one_of
+from camseg_pcam._validate import check_nonnegative, check_one_of
 from camseg_pcam.models import GAPClassifier
 
-__all__ = ["CAM_TERMS", "CamRegulariser", "tumour_probability_maps"]
+__all__ = ["CAM_TERMS", "CamRegularizer", "tumor_probability_maps"]
 
 CAM_TERMS: tuple[str, ...] = (
     "suppression",
@@ -50,8 +50,8 @@ CAM_TERMS: tuple[str, ...] = (
 )
 
 
-def tumour_probability_maps(model: GAPClassifier, features: torch.Tensor) -> torch.Tensor:
-    """Per-location tumour probabilities of a two-logit GAP classifier.
+def tumor_probability_maps(model: GAPClassifier, features: torch.Tensor) -> torch.Tensor:
+    """Per-location tumor probabilities of a two-logit GAP classifier.
 
     Args:
         model: the classifier (its ``fc`` head has 2 outputs).
@@ -69,7 +69,7 @@ def tumour_probability_maps(model: GAPClassifier, features: torch.Tensor) -> tor
         >>> _ = torch.manual_seed(0)
         >>> m = build_model("small", width=4)
         >>> logits, feats = m.forward_features(torch.rand(2, 3, 32, 32))
-        >>> p = tumour_probability_maps(m, feats)
+        >>> p = tumor_probability_maps(m, feats)
         >>> torch.allclose(torch.logit(p.double()).mean((1, 2)).float(),
         ...                logits[:, 1] - logits[:, 0], atol=1e-4)
         True
@@ -89,8 +89,8 @@ def tumour_probability_maps(model: GAPClassifier, features: torch.Tensor) -> tor
     return torch.sigmoid(diff + (bias[1] - bias[0]).float())
 
 
-class CamRegulariser:
-    """The CAM-regularisation terms of a run, as one :class:`camseg.losses.CAMRegularizer`.
+class CamRegularizer:
+    """The CAM-regularization terms of a run, as one :class:`camseg.losses.CAMRegularizer`.
 
     Args:
         weights: ``{term: weight}`` with terms from :data:`CAM_TERMS`.
@@ -107,7 +107,7 @@ class CamRegulariser:
         >>> _ = torch.manual_seed(0)
         >>> m = build_model("small", width=4)
         >>> x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 1])
-        >>> reg = CamRegulariser({"suppression": 1.0, "smoothness": 0.1})
+        >>> reg = CamRegularizer({"suppression": 1.0, "smoothness": 0.1})
         >>> total, parts = reg(m, x, m.forward_features(x)[1], y)
         >>> sorted(parts), bool(total >= 0)
         (['smoothness', 'suppression'], True)
@@ -138,7 +138,7 @@ class CamRegulariser:
         self.regularizer = L.CAMRegularizer(terms, warmup=warmup_steps)
 
     def maps(self, model: GAPClassifier, features: torch.Tensor) -> torch.Tensor:
-        """The maps the losses see: tumour probabilities, upsampled if asked.
+        """The maps the losses see: tumor probabilities, upsampled if asked.
 
         Args:
             model: the (unwrapped) classifier.
@@ -147,7 +147,7 @@ class CamRegulariser:
         Returns:
             ``(B, h, w)`` or ``(B, size, size)`` maps in (0, 1).
         """
-        p = tumour_probability_maps(model, features)
+        p = tumor_probability_maps(model, features)
         if self.size:
             p = CF.upsample(p, (self.size, self.size))
         return p

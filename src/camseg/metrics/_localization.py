@@ -1,4 +1,4 @@
-"""Localisation metrics of maps against masks: pointing games and label-region energy."""
+"""Localization metrics of maps against masks: pointing games and label-region energy."""
 
 from __future__ import annotations
 
@@ -22,24 +22,25 @@ from camseg._checks import (
 
 __all__ = ["energy_pointing_game", "label_region_energy", "pointing_game"]
 
-LocReduction = Literal["none", "mean"]
+PerImageAverage = Literal["macro", "none"]
 
 
 def _check_maps(maps: torch.Tensor, *, nonnegative: bool = False) -> None:
     check_tensor(maps, "maps")
     check_ndim(maps, "maps", 3, "(B, H, W)")
     check_floating(maps, "maps")
-    check_finite(maps, "maps", "Hint: NaN maps come from a 0/0 normalisation of a flat map.")
+    check_finite(maps, "maps", "Hint: NaN maps come from a 0/0 normalization of a flat map.")
     if nonnegative and maps.numel() and float(maps.min()) < 0:
         raise ValueError(
             f"Expected `maps` to be >= 0 (an energy), but got a minimum of "
-            f"{float(maps.min()):.6g}. Hint: apply ReLU or min-max normalise first."
+            f"{float(maps.min()):.6g}. Hint: apply ReLU or min-max normalize first."
         )
 
 
-def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    check_one_of(reduction, "reduction", ("none", "mean"))
-    if reduction == "none":
+def _average(values: torch.Tensor, average: str) -> torch.Tensor:
+    """``"macro"``: the mean over images, NaN (excluded images) left out; ``"none"``: all."""
+    check_one_of(average, "average", ("macro", "none"))
+    if average == "none":
         return values
     return values.nanmean() if values.numel() else values.new_tensor(math.nan)
 
@@ -54,7 +55,7 @@ def pointing_game(
     masks: torch.Tensor,
     *,
     tolerance: int = 0,
-    reduction: LocReduction = "mean",
+    average: PerImageAverage = "macro",
 ) -> torch.Tensor:
     r"""Pointing game: does the map's maximum fall inside the true mask?
 
@@ -63,7 +64,7 @@ def pointing_game(
     a miss (0) otherwise. Rules for the corner cases:
 
     - an image whose mask is **empty is excluded**: NaN with
-      ``reduction="none"``, left out of the mean, never a hit. On PCam about
+      ``average="none"``, left out of the mean, never a hit. On PCam about
       half the patches have empty masks, so counting them either way would
       swamp the score.
     - a map with several maximal pixels (e.g. a flat map) is a hit only if
@@ -80,8 +81,8 @@ def pointing_game(
         maps: float maps, shape ``(B, H, W)``.
         masks: true masks, ``torch.bool`` ``(B, H, W)``.
         tolerance: dilation radius in pixels (0: the exact mask).
-        reduction: ``"mean"`` (0-d, fraction of hits over images with a
-            non-empty mask; NaN if there is none) or ``"none"`` (``(B,)`` of
+        average: ``"macro"`` (default: 0-d, fraction of hits over images with
+            a non-empty mask; NaN if there is none) or ``"none"`` (``(B,)`` of
             1.0 / 0.0 / NaN).
 
     Returns:
@@ -90,7 +91,7 @@ def pointing_game(
     Raises:
         TypeError: on non-floating maps, non-bool masks, a non-int tolerance.
         ValueError: on shape mismatches, NaN maps, a negative tolerance or an
-            unknown reduction.
+            unknown ``average``.
 
     Example:
         >>> maps = torch.zeros(3, 4, 4)
@@ -98,7 +99,7 @@ def pointing_game(
         >>> masks = torch.zeros(3, 4, 4, dtype=torch.bool)
         >>> masks[0, 1, 1] = True   # hit
         >>> masks[1, 3, 3] = True   # miss (a hit with tolerance=3)
-        >>> pointing_game(maps, masks, reduction="none")   # image 2: empty mask
+        >>> pointing_game(maps, masks, average="none")   # image 2: empty mask
         tensor([1., 0., nan])
         >>> pointing_game(maps, masks, tolerance=3)
         tensor(1.)
@@ -122,14 +123,14 @@ def pointing_game(
     hit = (~miss).to(maps.dtype)
     empty = ~masks.flatten(1).any(dim=1)
     values = torch.where(empty, torch.full_like(hit, math.nan), hit)
-    return _reduce(values, reduction)
+    return _average(values, average)
 
 
 def energy_pointing_game(
     maps: torch.Tensor,
     masks: torch.Tensor,
     *,
-    reduction: LocReduction = "mean",
+    average: PerImageAverage = "macro",
 ) -> torch.Tensor:
     r"""Energy-based pointing game: the fraction of map energy inside the mask.
 
@@ -138,14 +139,15 @@ def energy_pointing_game(
         \mathrm{proportion} = \frac{\sum_{x \in M} E(x)}{\sum_{x} E(x)}
 
     as proposed with Score-CAM. The map must be non-negative (apply ReLU or
-    normalise first). Images with an empty mask, or a map without energy (all
-    zero), are excluded: NaN with ``reduction="none"`` and left out of the
+    normalize first). Images with an empty mask, or a map without energy (all
+    zero), are excluded: NaN with ``average="none"`` and left out of the
     mean, as in :func:`pointing_game`.
 
     Args:
         maps: non-negative float maps, shape ``(B, H, W)``.
         masks: true masks, ``torch.bool`` ``(B, H, W)``.
-        reduction: ``"mean"`` (0-d) or ``"none"`` (``(B,)``).
+        average: ``"macro"`` (default: the mean over images, 0-d) or ``"none"``
+            (``(B,)``).
 
     Returns:
         float tensor in [0, 1] (maps' dtype), 0-d or ``(B,)``.
@@ -153,12 +155,12 @@ def energy_pointing_game(
     Raises:
         TypeError: on non-floating maps or non-bool masks.
         ValueError: on shape mismatches, NaN or negative maps, an unknown
-            reduction.
+            ``average``.
 
     Example:
         >>> maps = torch.tensor([[[3.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]])
         >>> masks = torch.tensor([[[True, False], [False, False]]] * 2)
-        >>> energy_pointing_game(maps, masks, reduction="none")
+        >>> energy_pointing_game(maps, masks, average="none")
         tensor([0.7500, 0.2500])
 
     References:
@@ -173,14 +175,14 @@ def energy_pointing_game(
     inside = (maps * masks).sum(dim=(1, 2))
     valid = (total > 0) & masks.flatten(1).any(dim=1)
     values = torch.where(valid, inside / torch.where(valid, total, 1), math.nan)
-    return _reduce(values, reduction)
+    return _average(values, average)
 
 
 def label_region_energy(
     maps: torch.Tensor,
     *,
     region: int | torch.Tensor = 32,
-    reduction: LocReduction = "none",
+    average: PerImageAverage = "macro",
 ) -> torch.Tensor:
     r"""Fraction of map energy inside the PCam label region (the centre of the patch).
 
@@ -200,7 +202,8 @@ def label_region_energy(
         maps: non-negative float maps, shape ``(B, H, W)``.
         region: side of the centred box in 96-pixel units, or a bool mask
             ``(H, W)``.
-        reduction: ``"none"`` (``(B,)``, default) or ``"mean"`` (0-d).
+        average: ``"macro"`` (default: the mean over images, 0-d) or ``"none"``
+            (``(B,)``).
 
     Returns:
         float tensor in [0, 1] (maps' dtype), ``(B,)`` or 0-d.
@@ -214,8 +217,10 @@ def label_region_energy(
         >>> maps = torch.zeros(2, 96, 96)
         >>> maps[0, 40:50, 40:50] = 1.0        # all inside the centre
         >>> maps[1, :, :] = 1.0                # uniform: 32² / 96² of the energy
-        >>> label_region_energy(maps)
+        >>> label_region_energy(maps, average="none")
         tensor([1.0000, 0.1111])
+        >>> label_region_energy(maps)
+        tensor(0.5556)
     """
     _check_maps(maps, nonnegative=True)
     h, w = maps.shape[1], maps.shape[2]
@@ -250,4 +255,4 @@ def label_region_energy(
     inside = (maps * inside_mask).sum(dim=(1, 2))
     valid = total > 0
     values = torch.where(valid, inside / torch.where(valid, total, 1), math.nan)
-    return _reduce(values, reduction)
+    return _average(values, average)

@@ -1,18 +1,12 @@
-"""Draw the figure of docs/synthetic.rst: synthetic patches with their tumour masks.
+"""The figure of docs/synthetic.rst: synthetic patches with their tumor masks.
 
-Run from the repository root:
-
-    python docs/_scripts/make_synthetic_figure.py
-
-It writes ``docs/_static/synthetic_patches.png`` (committed, so the docs build
-needs neither matplotlib output at build time nor this script).
+Run by ``docs/conf.py`` at every docs build (so it cannot go stale), or by hand:
+``python docs/_scripts/fig_synthetic.py OUT_DIR``.
 """
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -20,14 +14,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
-from PIL import Image
 
 from camseg.synthetic import label_region_mask, make_patches
 
-OUT = Path(__file__).resolve().parents[1] / "_static" / "synthetic_patches.png"
 
-
-def main() -> None:
+def main(out: Path) -> list[Path]:
+    """Draw the figure into the folder ``out``; return the files written."""
     images, labels, masks = make_patches(64, seed=0)
     centre = label_region_mask()
     beyond = (masks & ~centre).flatten(1).any(1)
@@ -58,19 +50,14 @@ def main() -> None:
                 )
         axes[0, col].set_title(f"{names[col // 2]}\nlabel {int(labels[idx])}", fontsize=7)
     axes[0, 0].set_ylabel("patch", fontsize=8)
-    axes[1, 0].set_ylabel("tumour mask", fontsize=8)
+    axes[1, 0].set_ylabel("tumor mask", fontsize=8)
     fig.tight_layout(pad=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    # a 256-colour palette keeps the file small (< 300 KB) at no visible cost
-    img = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    fd, tmp = tempfile.mkstemp(dir=OUT.parent, suffix=".png")
-    os.close(fd)
-    img.save(tmp, format="PNG", optimize=True)
-    os.replace(tmp, OUT)
-    print(f"wrote {OUT.name}: {OUT.stat().st_size // 1024} KiB")
+    path = out / "synthetic_patches.png"
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return [path]
 
 
 if __name__ == "__main__":
     torch.manual_seed(0)
-    main()
+    print(main(Path(sys.argv[1])))
