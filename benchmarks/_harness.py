@@ -60,6 +60,9 @@ PEERS = {
 
 FORWARD = "forward (no_grad)"
 BOUND = "autograd lower bound"
+SLOW_FACTOR = 30.0
+"""A candidate is skipped only if its batch-1 probe is this many times slower than the
+forward's and its estimated call exceeds ``max_call_s``."""
 
 
 # --------------------------------------------------------------------------- models
@@ -252,7 +255,7 @@ def bound_candidate(model: nn.Module, cfg: Config) -> Candidate:
                 a = out.detach().requires_grad_(True)
                 store["a"] = a
                 torch.set_grad_enabled(True)  # the rest of the forward records a graph
-                return a
+                return a.clone()  # not the leaf itself: later in-place ops (DenseNet's ReLU)
 
             handle = layer.register_forward_hook(hook)
             try:
@@ -603,6 +606,7 @@ def run_config(
     rows: dict[str, dict[str, Any]] = {}
     calls: dict[str, Callable[[], Any]] = {}
     x1 = x[:1].clone()
+    t1_forward = float("inf")
     for c in cands:
         row = {"candidate": c.name, "impl": c.impl, "method": c.method, "k": c.k, "status": "ok"}
         rows[c.name] = row
@@ -611,14 +615,17 @@ def run_config(
             continue
         assert c.make is not None
         try:
-            if cfg.batch > 1:  # probe at batch 1: skip what would take too long
-                t1, _ = _timed(c.make(x1), device)
-                if t1 * cfg.batch > max_call_s:
-                    row["status"] = (
-                        f"skipped: {t1:.2f} s at batch 1, about {t1 * cfg.batch:.0f} s per call "
-                        f"expected (limit {max_call_s:.0f} s)"
-                    )
-                    continue
+            # probe at batch 1 (the forward first): skip what is far slower than the
+            # forward *and* would exceed the time limit per call (perturbation methods)
+            t1, _ = _timed(c.make(x1), device)
+            if c.name == FORWARD:
+                t1_forward = t1
+            elif t1 > SLOW_FACTOR * t1_forward and t1 * cfg.batch > max_call_s:
+                row["status"] = (
+                    f"skipped: {t1:.2f} s at batch 1 ({t1 / t1_forward:.0f}x the forward), "
+                    f"up to {t1 * cfg.batch:.0f} s per call expected (limit {max_call_s:.0f} s)"
+                )
+                continue
             calls[c.name] = c.make(x)
         except Exception as exc:
             row["status"] = _failure(exc)
@@ -759,14 +766,21 @@ def graph_bytes_per_image(cfg: Config, *, seed: int = 0) -> int:
     return int(sum(seen.values()) * scale)
 
 
-def batch_sweep(cfg: Config, budget_bytes: int, *, max_batch: int, seed: int = 0) -> list[int]:
-    """Powers of two from 1 up to the largest batch whose full graph fits ``budget_bytes``."""
-    per_image = graph_bytes_per_image(cfg, seed=seed)
+def batch_sweep(
+    cfg: Config, budget_bytes: int, *, max_batch: int, seed: int = 0, factor: int = 2
+) -> list[int]:
+    """Batches 1, ``factor``, ``factor**2``, ... up to the largest power of two whose
+    full autograd graph (1.5x the bytes saved for one image, times the batch) fits
+    ``budget_bytes``; that largest batch is always included."""
+    per_image = max(graph_bytes_per_image(cfg, seed=seed), 1)
+    largest = 1
+    while largest * 2 <= max_batch and largest * 2 * per_image * 1.5 <= budget_bytes:
+        largest *= 2
     out, b = [], 1
-    while b <= max_batch and b * per_image * 1.5 <= budget_bytes:
+    while b < largest:
         out.append(b)
-        b *= 2
-    return out or [1]
+        b *= factor
+    return [*out, largest]
 
 
 # --------------------------------------------------------------------------- targets

@@ -111,15 +111,18 @@ def cpu_suite(device: str = "cpu") -> list[H.Config]:
     return out
 
 
-def gpu_suite(device: str, budget: int, max_batch: int) -> list[H.Config]:
+def gpu_suite(
+    device: str, budget: int, max_batch: int, models: tuple[str, ...] = tuple(H.MODELS)
+) -> list[H.Config]:
     """``make bench-gpu``: every family at 224 px, fp32 and bf16, over the batch
-    sweep; peers on ResNet-18/50; depth, K and the GPU target configuration."""
+    sweep (1, 4, 16, ... and the largest that fits); peers on ResNet-18/50 (the
+    others with pytorch-grad-cam); depth, K and the GPU target configuration."""
     out: list[H.Config] = []
-    for model in H.MODELS:
+    for model in models:
         for dtype in ("fp32", "bf16"):
             base = H.Config(model, 224, 1, dtype=dtype, device=device)
             peers = ALL_PEERS if model in ("resnet18", "resnet50") else ("pytorch-grad-cam",)
-            sweep = H.batch_sweep(base, budget, max_batch=max_batch)
+            sweep = H.batch_sweep(base, budget, max_batch=max_batch, factor=4)
             for b in sweep:
                 top = b == sweep[-1]
                 out.append(
@@ -147,17 +150,24 @@ def gpu_suite(device: str, budget: int, max_batch: int) -> list[H.Config]:
                     groups=("depth",),
                 )
             )
-    out.append(H.Config("resnet18", 96, 256, device=device, peers=ALL_PEERS, groups=("size",)))
-    target = H.Config("resnet50", 224, 1, dtype="bf16", device=device, channels_last=True)
-    top = H.batch_sweep(target, budget, max_batch=max_batch)[-1]
-    out.append(replace_cfg(target, batch=top, peers=("pytorch-grad-cam",), groups=("gpu-target",)))
+    if "resnet18" in models:
+        b = min(256, max_batch)
+        out.append(H.Config("resnet18", 96, b, device=device, peers=ALL_PEERS, groups=("size",)))
+    if "resnet50" in models:
+        target = H.Config("resnet50", 224, 1, dtype="bf16", device=device, channels_last=True)
+        top = H.batch_sweep(target, budget, max_batch=max_batch)[-1]
+        out.append(
+            replace_cfg(target, batch=top, peers=("pytorch-grad-cam",), groups=("gpu-target",))
+        )
     return out
 
 
-def full_suite(device: str, budget: int, max_batch: int) -> list[H.Config]:
+def full_suite(
+    device: str, budget: int, max_batch: int, models: tuple[str, ...] = tuple(H.MODELS)
+) -> list[H.Config]:
     """The whole Cartesian matrix (hours on a CPU)."""
     out: list[H.Config] = []
-    for model in H.MODELS:
+    for model in models:
         for side in (96, 224):
             for dtype in ("fp32", "bf16"):
                 base = H.Config(model, side, 1, dtype=dtype, device=device)
@@ -397,6 +407,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         type=float,
         help="skip candidates whose call would take longer (default 10 s CPU, 5 s GPU)",
     )
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's default, recorded)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="time only")
     parser.add_argument(
         "--extras",
@@ -406,6 +419,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     suite = "quick" if args.quick else args.suite
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads: expected a positive integer, got {args.threads}")
+        torch.set_num_threads(args.threads)
 
     devices = [args.device]
     if args.device == "auto":
@@ -414,6 +431,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if d.startswith("cuda") and not torch.cuda.is_available():
             parser.error("--device cuda: no CUDA device is available here")
     main_device = devices[-1]
+    models = tuple(H.MODELS)
+    if args.models:
+        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        unknown = set(models) - set(H.MODELS)
+        if unknown:
+            parser.error(f"--models: unknown {sorted(unknown)}; expected some of {list(H.MODELS)}")
     configs: list[H.Config] = []
     for d in devices:
         dev = torch.device(d)
@@ -426,17 +449,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if suite == "cpu":
             configs += cpu_suite(d)
         elif suite == "gpu":
-            configs += gpu_suite(d, budget, args.max_batch)
+            configs += gpu_suite(d, budget, args.max_batch, models)
         elif suite == "full":
-            configs += full_suite(d, budget, args.max_batch)
+            configs += full_suite(d, budget, args.max_batch, models)
         else:
             configs += quick_suite(d)
-    if args.models:
-        keep = set(args.models.split(","))
-        unknown = keep - set(H.MODELS)
-        if unknown:
-            parser.error(f"--models: unknown {sorted(unknown)}; expected some of {list(H.MODELS)}")
-        configs = [c for c in configs if c.model in keep]
+    configs = [c for c in configs if c.model in models]
 
     repeats = args.repeats or (3 if suite == "quick" else 5)
     warmup = args.warmup or 1
