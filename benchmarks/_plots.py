@@ -83,7 +83,7 @@ def _style(name: str, rows_impl: str) -> dict[str, Any]:
 
 def _impl(name: str) -> str:
     for impl in STYLE:
-        if name.startswith(impl):
+        if impl != "torch" and name.startswith(impl + " "):
             return impl
     return "torch"
 
@@ -175,7 +175,7 @@ def fig_peers(payload: dict[str, Any]) -> Figure | None:
     if not rows:
         return None
     names = [r["candidate"] for r in rows]
-    colors = [STYLE[r["impl"]]["color"] for r in rows]
+    colors = [STYLE.get(r["impl"], STYLE["torch"])["color"] for r in rows]
     fig, (ax_t, ax_m) = plt.subplots(
         1, 2, figsize=(10, 0.35 * len(rows) + 1.4), layout="constrained", sharey=True
     )

@@ -24,6 +24,7 @@ Suites (``--suite``):
 Run::
 
     python benchmarks/bench_matrix.py --suite cpu --extras   # make bench
+    python benchmarks/bench_matrix.py --suite cpu --extras all  # rerun every other script too
     python benchmarks/bench_matrix.py --suite gpu --device cuda  # make bench-gpu
     python benchmarks/bench_matrix.py --quick                # smoke run
 
@@ -61,15 +62,15 @@ ALL_PEERS = tuple(H.PEERS)
 
 
 def cpu_suite(device: str = "cpu") -> list[H.Config]:
-    """``make bench``: about 15 minutes on a 2-core CPU, every axis touched once.
+    """``make bench``: about 10 minutes on a quiet 2-core CPU, every axis touched once.
 
     - ResNet-18 96 px, batch 1/4/16/64: Grad-CAM, Grad-CAM++ and all peers;
       at batch 64 also every other extractor and 2 and 10 targets (the
       time/memory-vs-batch plots, the K targets);
     - ResNet-18 96 px b64 at ``layer3`` (depth), ResNet-18 224 px b16 (image size);
-    - ResNet-50 224 px b16 with every peer (the peer targets);
+    - ResNet-50 224 px b8 with every peer (the peer targets);
     - DenseNet-121, EfficientNet-B0, ConvNeXt-Tiny 96 px b16 (the CNN families);
-    - ViT-B/16 96 px b8 on tokens, with pytorch-grad-cam and torchcam;
+    - ViT-B/16 96 px b4 on tokens, with pytorch-grad-cam and torchcam;
     - ResNet-18 96 px b4 in bf16 autocast (bf16 is emulated, slowly, on CPUs
       without bf16 instructions; the ratios still hold).
     """
@@ -91,7 +92,7 @@ def cpu_suite(device: str = "cpu") -> list[H.Config]:
         ),
         H.Config("resnet18", 96, 64, depth="early", device=d, groups=("depth",)),
         H.Config("resnet18", 224, 16, device=d, groups=("size",)),
-        H.Config("resnet50", 224, 16, device=d, peers=ALL_PEERS, groups=("peers",)),
+        H.Config("resnet50", 224, 8, device=d, peers=ALL_PEERS, groups=("peers",)),
     ]
     out += [
         H.Config(m, 96, 16, device=d, groups=("family",))
@@ -101,7 +102,7 @@ def cpu_suite(device: str = "cpu") -> list[H.Config]:
         H.Config(
             "vit_b_16",
             96,
-            8,
+            4,
             device=d,
             peers=("pytorch-grad-cam", "torchcam"),
             groups=("family", "vit"),
@@ -214,35 +215,44 @@ def replace_cfg(cfg: H.Config, **kw: Any) -> H.Config:
 
 
 # --------------------------------------------------------------------------- extras
-EXTRAS = {
-    "bench_losses": ["benchmarks/bench_losses.py"],
-    "bench_postprocess": ["benchmarks/bench_postprocess.py"],
-    "bench_slide": ["benchmarks/bench_slide.py"],
+EXTRAS: dict[str, tuple[list[str], bool]] = {
+    # name: (command, rerun by `--extras cheap`); the times are from a 2-core CPU
+    "bench_losses": (["benchmarks/bench_losses.py"], False),  # ~7 min
+    "bench_postprocess": (["benchmarks/bench_postprocess.py"], True),  # ~10 s
+    "bench_slide": (["benchmarks/bench_slide.py"], True),  # ~1 min
 }
+DEMO_CHEAP = False
+"""Whether ``--extras cheap`` reruns the demo (minutes on 2 cores) or collects its last time."""
 
 
-def run_extras(log: Any) -> dict[str, Any]:
-    """Run the other cost scripts (each writes its own results file) and the demo;
-    collect their JSON and wall times."""
+def run_extras(
+    log: Any, *, mode: str = "all", previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The other costs: run each script (it writes its own results file) or, in
+    ``mode="cheap"``, only the quick ones; collect every script's results JSON
+    (with its date) and the demo's wall time into one dict."""
     out: dict[str, Any] = {}
-    for name, argv in EXTRAS.items():
-        log(f"== extra: {name}")
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        entry: dict[str, Any] = {
-            "command": shlex.join(["python", *argv]),
-            "wall_s": round(wall, 1),
-            "returncode": proc.returncode,
-        }
+    for name, (argv, cheap) in EXTRAS.items():
+        entry: dict[str, Any] = {"command": shlex.join(["python", *argv]), "rerun": False}
         path = RESULTS / f"{name}.json"
-        if proc.returncode == 0 and path.exists():
+        if mode == "all" or cheap:
+            log(f"== extra: {name}")
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            entry.update(rerun=True, wall_s=round(wall, 1), returncode=proc.returncode)
+            if proc.returncode:
+                entry["stderr_tail"] = proc.stderr[-2000:]
+            log(f"   {wall:.0f} s, exit {proc.returncode}")
+        if path.exists() and entry.get("returncode", 0) == 0:
             entry["results"] = json.loads(path.read_text())
-        else:
-            entry["stderr_tail"] = proc.stderr[-2000:]
-        log(f"   {wall:.0f} s, exit {proc.returncode}")
+            entry["results_date"] = (entry["results"].get("machine") or {}).get("date")
         out[name] = entry
-    out["demo"] = run_demo(log)
+    old_demo = (previous or {}).get("demo")
+    if mode == "all" or DEMO_CHEAP or not old_demo or "wall_s" not in old_demo:
+        out["demo"] = run_demo(log)
+    else:
+        out["demo"] = {**old_demo, "rerun": False}
     return out
 
 
@@ -258,8 +268,10 @@ def run_demo(log: Any) -> dict[str, Any]:
         wall = time.perf_counter() - t0
         entry: dict[str, Any] = {
             "command": "camseg-pcam demo --out <tmp>",
+            "rerun": True,
             "wall_s": round(wall, 1),
             "returncode": proc.returncode,
+            "date": machine()["date"],
         }
         summary = Path(tmp) / "summary.json"
         if summary.exists():
@@ -366,14 +378,15 @@ def to_markdown(payload: dict[str, Any]) -> str:
             "",
             "## Other costs (their own scripts, collected by this run)",
             "",
-            "| script | wall s | exit | results |",
-            "| --- | --- | --- | --- |",
+            "| script | rerun by this run | wall s | exit | results of |",
+            "| --- | --- | --- | --- | --- |",
         ]
         for name, e in extras.items():
-            where = f"results/{name}.md" if name != "demo" else "summary.json of the demo"
+            where = f"results/{name}.md" if name != "demo" else "the demo's summary.json"
+            date = e.get("results_date") or e.get("date") or e.get("status", "")
             lines.append(
-                f"| {name} | {e.get('wall_s', '–')} | {e.get('returncode', '–')} | "
-                f"{where if 'returncode' in e else e.get('status', '')} |"
+                f"| {name} | {'yes' if e.get('rerun') else 'no'} | {e.get('wall_s', '–')} | "
+                f"{e.get('returncode', '–')} | {where}, {date} |"
             )
     lines += ["", f"Total wall time of this run: {payload['elapsed_s']:.0f} s.", ""]
     return "\n".join(lines)
@@ -413,9 +426,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-memory", action="store_true", help="time only")
     parser.add_argument(
         "--extras",
-        action="store_true",
-        help="also run bench_losses, "
-        "bench_postprocess, bench_slide and the demo, and collect their results",
+        nargs="?",
+        const="cheap",
+        choices=("cheap", "all"),
+        help="the other costs: `all` reruns bench_losses, bench_postprocess, bench_slide and "
+        "the demo (+15 min on 2 cores); `cheap` (the default of --extras) reruns the quick "
+        "ones and collects the others' latest results files; both collect the JSON",
     )
     args = parser.parse_args(argv)
     suite = "quick" if args.quick else args.suite
@@ -462,6 +478,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     command = shlex.join(
         ["python", "benchmarks/bench_matrix.py", *(argv if argv is not None else sys.argv[1:])]
     )
+    out = args.out
+    if out is None and suite != "quick":
+        out = RESULTS / f"matrix-{machine_slug(main_device)}.json"
+    previous = None
+    if out is not None and Path(out).exists():
+        try:
+            old = json.loads(Path(out).read_text())
+            previous = old.get("extras") or {}
+            for entry in previous.values():  # results of an older run: keep its date
+                entry.setdefault("date", (old.get("machine") or {}).get("date"))
+        except ValueError:
+            previous = None
     payload = run(
         configs,
         suite=suite,
@@ -472,11 +500,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         memory=not args.no_memory,
         max_call_s=max_call,
         extras=args.extras,
+        previous_extras=previous,
         command=command,
     )
-    out = args.out
-    if out is None and suite != "quick":
-        out = RESULTS / f"matrix-{payload['machine_name']}.json"
     if out is not None:
         write_outputs(payload, out)
         print(f"[bench] wrote {out} (.md, .png)", flush=True)
@@ -496,7 +522,8 @@ def run(
     seed: int = 0,
     memory: bool = True,
     max_call_s: float = 10.0,
-    extras: bool = False,
+    extras: str | None = None,
+    previous_extras: dict[str, Any] | None = None,
     command: str = "",
     log: Any = None,
 ) -> dict[str, Any]:
@@ -525,7 +552,7 @@ def run(
                 log=log,
             )
         )
-    extra_results = run_extras(log) if extras else {}
+    extra_results = run_extras(log, mode=extras, previous=previous_extras) if extras else {}
     load_after = load_average()
     log(f"[bench] done in {time.perf_counter() - started:.0f} s; {uptime_text()}")
     cpu_method = (
