@@ -94,14 +94,14 @@ CROP = 64  # training sees the centre 64×64 of each patch: the label region sta
 def make_regularizer(mix: dict[str, float]) -> L.CAMRegularizer:
     region = 32 / CROP  # the PCam label region (32×32) as a fraction of the training crop
     terms = {
-        "suppression": (L.SuppressionLoss(region), mix.get("suppression", 0.0)),
+        "suppression": (L.SuppressionLoss(region=region), mix.get("suppression", 0.0)),
         "center_evidence": (
-            L.CenterEvidenceLoss(region, target=0.9, top_fraction=0.05),
+            L.CenterEvidenceLoss(region=region, target=0.9, top_fraction=0.05),
             mix.get("center_evidence", 0.0),
         ),
-        "size": (L.SizeLoss((0.02, 0.9)), mix.get("size", 0.0)),
+        "size": (L.SizeLoss(bounds=(0.02, 0.9)), mix.get("size", 0.0)),
         "smoothness": (L.SmoothnessLoss(), mix.get("smoothness", 0.0)),
-        "equivariance": (L.EquivarianceLoss("d4", sample=1), mix.get("equivariance", 0.0)),
+        "equivariance": (L.EquivarianceLoss(sample=1), mix.get("equivariance", 0.0)),
     }
     return L.CAMRegularizer(
         {k: v for k, v in terms.items() if v[1] > 0}, warmup=int(mix.get("warmup", 0))

@@ -141,18 +141,6 @@ CALLABLES = sorted(_public_callables(), key=lambda kv: kv[0])
 #: the remainder of issue 10: signatures not yet converted. Each is a strict xfail, so
 #: converting one makes its test pass and fail as XPASS until it is removed from here.
 KNOWN_VIOLATIONS = {
-    ("vocabulary", "camseg.losses.CAMRegularizer.forward"),
-    ("keyword", "camseg.losses.CAMRegularizer.current_weights"),
-    ("keyword", "camseg.losses.CenterEvidenceLoss"),
-    ("keyword", "camseg.losses.EquivarianceLoss"),
-    ("keyword", "camseg.losses.EquivarianceLoss.forward"),
-    ("keyword", "camseg.losses.PuzzleLoss"),
-    ("keyword", "camseg.losses.SizeLoss"),
-    ("keyword", "camseg.losses.SuppressionLoss"),
-    ("keyword", "camseg.postprocess.binary_closing"),
-    ("keyword", "camseg.postprocess.binary_dilation"),
-    ("keyword", "camseg.postprocess.binary_erosion"),
-    ("keyword", "camseg.postprocess.binary_opening"),
     ("keyword", "camseg.slide.check_reader"),
 }
 

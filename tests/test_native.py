@@ -16,8 +16,12 @@ import torch.nn.functional as F
 from skimage.morphology import remove_small_objects as sk_remove
 
 from camseg import _native
-from camseg.postprocess import cams_to_masks, remove_small_objects, threshold_otsu
-from camseg.postprocess._common import map_range
+from camseg.postprocess import (
+    cams_to_masks,
+    remove_small_objects,
+    threshold_fixed,
+    threshold_otsu,
+)
 
 needs_native = pytest.mark.skipif(not _native.available(), reason="camseg._cpu is not built")
 
@@ -117,17 +121,38 @@ def test_otsu_equals_the_torch_path(dtype: torch.dtype, no_native) -> None:
 
 
 @needs_native
-def test_range_and_finiteness_match_torch() -> None:
-    x = torch.randn(7, 13, 11)
-    rng = map_range(x)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_range_and_finiteness_match_torch(dtype: torch.dtype) -> None:
+    x = torch.randn(7, 13, 11).to(dtype)
+    rng = _native.map_range(x)
+    assert rng is not None and rng.dtype == dtype
     torch.testing.assert_close(rng[:, 0], x.amin((1, 2)), rtol=0, atol=0)
     torch.testing.assert_close(rng[:, 1], x.amax((1, 2)), rtol=0, atol=0)
     for bad in (float("nan"), float("inf"), -float("inf")):
         for where in ((0, 0, 0), (6, 12, 10), (3, 5, 7)):  # first, last (the scalar tail), middle
             y = x.clone()
             y[where] = bad
+            flagged = _native.map_range(y)
+            assert flagged is not None and bool(flagged.isnan().all())
             with pytest.raises(ValueError, match="Expected `maps` to be finite"):
-                map_range(y)
+                threshold_fixed(y, value=0.5)  # the public check behind the range
+
+
+def test_the_tensor_functions_decline_what_the_kernels_do_not_take(no_native) -> None:
+    maps = torch.rand(2, 4, 4)
+    masks = maps > 0.5
+    for m in (maps.double(), maps.bfloat16(), maps.to("meta")):
+        assert not _native.applies(m)
+        assert _native.map_range(m) is None and _native.otsu(m) is None
+        assert _native.otsu_masks(m) is None
+    assert not _native.applies(maps, masks.to("meta"))
+    assert _native.otsu_masks(maps, keep=torch.ones(2, dtype=torch.bool).to("meta")) is None
+    assert _native.remove_small_objects(masks.to("meta"), 2, 1) is None
+    assert _native.applies(maps, None, masks) == _native.available()
+    no_native()
+    assert not _native.applies(maps, masks)
+    assert _native.map_range(maps) is None and _native.otsu(maps) is None
+    assert _native.otsu_masks(maps) is None and _native.remove_small_objects(masks, 2, 1) is None
 
 
 def _random_masks(b: int, h: int, w: int, seed: int) -> torch.Tensor:
@@ -181,7 +206,7 @@ def test_threads_give_the_same_results(split_everything) -> None:
 
     def everything() -> tuple[torch.Tensor, ...]:
         return (
-            map_range(maps),
+            _native.map_range(maps),
             threshold_otsu(maps),
             cams_to_masks(maps, probs=probs, min_size=10),
             remove_small_objects(maps > 0.5, 10),
@@ -256,3 +281,29 @@ def test_kernels_refuse_wrong_buffer_format(arr: np.ndarray) -> None:
 def test_small_objects_refuses_non_bool_masks() -> None:
     with pytest.raises(TypeError, match="Expected `masks` to be a C-contiguous bool array"):
         _native.small_objects(np.zeros((1, 4, 4), np.uint8), 2, 1)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_small_objects_leave_the_input_alone_and_take_strided_masks(
+    native: bool, no_native
+) -> None:
+    if not native:
+        no_native()
+    masks = _random_masks(3, 40, 30, seed=4)
+    masks |= torch.rand(masks.shape, generator=torch.Generator().manual_seed(5)) > 0.9
+    before = masks.clone()
+    strided = masks.transpose(1, 2)  # (3, 30, 40), not contiguous
+    expected = remove_small_objects(strided.contiguous(), 5)
+    got = remove_small_objects(strided, 5)
+    remove_small_objects(masks, 5)  # a contiguous input: not overwritten either
+    assert torch.equal(got, expected) and torch.equal(masks, before)
+    for i in range(3):
+        ref = sk_remove(strided[i].numpy(), max_size=4, connectivity=1)
+        np.testing.assert_array_equal(got[i].numpy(), ref)
+    # cams_to_masks removes them in place on its own masks, with and without tissue
+    maps = masks.float() * 0.8 + 0.1
+    for tissue in (None, ~_random_masks(3, 40, 30, seed=6)):
+        out = cams_to_masks(maps, threshold=0.5, tissue=tissue, min_size=5)
+        ref_in = masks if tissue is None else masks & tissue
+        assert torch.equal(out, remove_small_objects(ref_in, 5))
+        assert torch.equal(masks, before)

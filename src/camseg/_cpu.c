@@ -35,6 +35,18 @@
  * words, runs are read off with count-trailing-zeros, and runs that overlap a
  * run of the previous row (columns widened by one for 8-connectivity) are
  * joined in a union-find whose roots carry the component's size.
+ *
+ * Sizes.  Every counter that grows with the number of pixels (histogram
+ * counts, run indices, component sizes) is 64-bit, so no image is too large
+ * for them; rows and columns are 32-bit and the glue refuses h or w above
+ * INT32_MAX.  The run table starts small and doubles as runs are found (it
+ * is kept across the images of one call), rather than being allocated for
+ * the worst case (a checkerboard: h * ceil(w / 2) runs) up front.
+ *
+ * Buffers.  The glue asks for each buffer's format and refuses any other
+ * element type than the one the kernel reads (float32 maps, one-byte masks,
+ * int64 counts), so a float64 or int32 array of the right byte length is
+ * an error, not misread bytes.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -186,7 +198,7 @@ static float otsu_from_counts(const int64_t *counts, const float *edges, int nbi
 }
 
 static void histogram(const float *x, int64_t n, float lo, float hi, const float *edges,
-                      int nbins, int64_t *counts, int32_t *sub, int32_t *g, uint8_t *near) {
+                      int nbins, int64_t *counts, int64_t *sub, int32_t *g, uint8_t *near) {
     const float span = hi - lo;
     const float fn = (float)nbins;
     const int last = nbins - 1;
@@ -196,8 +208,8 @@ static void histogram(const float *x, int64_t n, float lo, float hi, const float
     double bound = 8.0 * FLT_EPSILON * big * nbins / span + 16.0 * FLT_EPSILON * nbins;
     int all_exact = !(bound < 0.125);
     float eps = (float)bound;
-    memset(sub, 0, sizeof(int32_t) * 4 * (size_t)nbins);
-    int32_t *s0 = sub, *s1 = sub + nbins, *s2 = sub + 2 * nbins, *s3 = sub + 3 * nbins;
+    memset(sub, 0, sizeof(int64_t) * 4 * (size_t)nbins);
+    int64_t *s0 = sub, *s1 = sub + nbins, *s2 = sub + 2 * nbins, *s3 = sub + 3 * nbins;
     for (int64_t a = 0; a < n; a += BLOCK) {
         int64_t m = n - a < BLOCK ? n - a : BLOCK;
         const float *xa = x + a;
@@ -224,7 +236,7 @@ static void histogram(const float *x, int64_t n, float lo, float hi, const float
         }
         for (; i < m; i++) s0[g[i]]++;
     }
-    for (int k = 0; k < nbins; k++) counts[k] = (int64_t)s0[k] + s1[k] + s2[k] + s3[k];
+    for (int k = 0; k < nbins; k++) counts[k] = s0[k] + s1[k] + s2[k] + s3[k];
 }
 
 CAMSEG_CLONES
@@ -235,11 +247,29 @@ static void compare_ge(const float *x, int64_t n, float t, uint8_t *out) {
 /* ------------------------------------------------------------ components */
 
 typedef struct {
-    int32_t row, c0, c1, parent;
-    int64_t size;
+    int64_t parent, size;
+    int32_t row, c0, c1;
 } Run;
 
-static inline int32_t find_root(Run *r, int32_t i) {
+/* a growable table of runs, kept across the images of one call */
+typedef struct {
+    Run *runs;
+    int64_t cap;
+} RunTable;
+
+/* room for at least `need` runs; -1 when memory is exhausted */
+static int runs_reserve(RunTable *t, int64_t need) {
+    if (need <= t->cap) return 0;
+    int64_t cap = t->cap > 0 ? t->cap : 1024;
+    while (cap < need) cap *= 2;
+    Run *r = (Run *)realloc(t->runs, sizeof(Run) * (size_t)cap);
+    if (!r) return -1;
+    t->runs = r;
+    t->cap = cap;
+    return 0;
+}
+
+static inline int64_t find_root(Run *r, int64_t i) {
     while (r[i].parent != i) {
         r[i].parent = r[r[i].parent].parent;
         i = r[i].parent;
@@ -274,20 +304,26 @@ static inline int64_t next_bit(const uint64_t *bits, int64_t nw, int64_t w, int6
     return r < w ? r : w;
 }
 
-/* remove the components smaller than min_size of one (h, w) mask, in place */
-static void small_objects_one(uint8_t *m, int64_t h, int64_t w, int64_t min_size, int conn,
-                              Run *runs, uint64_t *bits) {
-    int32_t nr = 0, pb = 0, pe = 0;
+/* remove the components smaller than min_size of one (h, w) mask, in place;
+   -1 (mask untouched) when the run table cannot grow */
+static int small_objects_one(uint8_t *m, int64_t h, int64_t w, int64_t min_size, int conn,
+                             RunTable *table, uint64_t *bits) {
+    int64_t nr = 0, pb = 0, pe = 0;
     const int64_t d = conn == 2 ? 1 : 0;
     const int64_t nw = (w + 63) >> 6;
+    Run *runs = table->runs;
     for (int64_t r = 0; r < h; r++) {
         pack_row(m + r * w, w, bits, nw);
-        int32_t cb = nr, p = pb;
+        int64_t cb = nr, p = pb;
         int64_t c = 0;
         for (;;) {
             int64_t s = next_bit(bits, nw, w, c, 1);
             if (s >= w) break;
             c = next_bit(bits, nw, w, s, 0);
+            if (nr >= table->cap) {
+                if (runs_reserve(table, nr + 1) < 0) return -1;
+                runs = table->runs;
+            }
             Run *cur = &runs[nr];
             cur->row = (int32_t)r;
             cur->c0 = (int32_t)s;
@@ -296,10 +332,10 @@ static void small_objects_one(uint8_t *m, int64_t h, int64_t w, int64_t min_size
             cur->size = c - s;
             /* runs of the previous row are sorted: skip those wholly left of this one */
             while (p < pe && runs[p].c1 < s - d) p++;
-            for (int32_t q = p; q < pe && runs[q].c0 <= c - 1 + d; q++) {
-                int32_t a = find_root(runs, nr), b = find_root(runs, q);
+            for (int64_t q = p; q < pe && runs[q].c0 <= c - 1 + d; q++) {
+                int64_t a = find_root(runs, nr), b = find_root(runs, q);
                 if (a != b) {
-                    if (a > b) { int32_t t = a; a = b; b = t; }
+                    if (a > b) { int64_t t = a; a = b; b = t; }
                     runs[b].parent = a;
                     runs[a].size += runs[b].size;
                 }
@@ -309,18 +345,65 @@ static void small_objects_one(uint8_t *m, int64_t h, int64_t w, int64_t min_size
         pb = cb;
         pe = nr;
     }
-    for (int32_t i = 0; i < nr; i++) {
+    for (int64_t i = 0; i < nr; i++) {
         if (runs[find_root(runs, i)].size < min_size)
             memset(m + (int64_t)runs[i].row * w + runs[i].c0, 0,
                    (size_t)(runs[i].c1 - runs[i].c0 + 1));
     }
+    return 0;
 }
 
-static Run *alloc_runs(int64_t h, int64_t w) {
-    return (Run *)malloc(sizeof(Run) * (size_t)(h * ((w + 1) / 2) + 1));
+/* a first size for the run table: a few runs per row, never more than the worst case */
+static int64_t initial_runs(int64_t h, int64_t w) {
+    int64_t worst = h * ((w + 1) / 2) + 1, guess = 4 * h + 64;
+    return guess < worst ? guess : worst;
 }
 
 /* ------------------------------------------------------------ Python glue */
+
+/* the element a kernel reads from a buffer */
+typedef enum { F32, U8, I64 } Elem;
+
+/* a C-contiguous buffer of `obj` whose elements are `elem`; -1 with ValueError/TypeError */
+static int get_buffer(PyObject *obj, Py_buffer *b, int writable, Elem elem, const char *what) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, b, flags) < 0) return -1;
+    const char *f = b->format ? b->format : "B";
+    if (*f == '@' || *f == '=' || (*f == '<' && PY_LITTLE_ENDIAN)) f++;
+    int ok;
+    switch (elem) {
+    case F32: ok = b->itemsize == 4 && strcmp(f, "f") == 0; break;
+    case U8: ok = b->itemsize == 1 && (strcmp(f, "B") == 0 || strcmp(f, "?") == 0 ||
+                                      strcmp(f, "b") == 0 || strcmp(f, "c") == 0); break;
+    default: ok = b->itemsize == 8 && (strcmp(f, "q") == 0 || strcmp(f, "l") == 0); break;
+    }
+    if (!ok) {
+        static const char *names[] = {"float32", "uint8 or bool", "int64"};
+        PyErr_Format(PyExc_TypeError,
+                     "camseg._cpu: expected buffer `%s` to hold %s elements, but got format "
+                     "'%s' with %zd-byte items",
+                     what, names[elem], b->format ? b->format : "B", b->itemsize);
+        PyBuffer_Release(b);
+        b->obj = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void release(Py_buffer *b) {
+    if (b->obj) PyBuffer_Release(b);
+}
+
+/* h and w index rows and columns in 32 bits */
+static int check_dims(Py_ssize_t h, Py_ssize_t w) {
+    if (h > INT32_MAX || w > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError,
+                     "camseg._cpu: masks of %zd x %zd pixels exceed the kernel's 2**31 - 1 "
+                     "rows or columns", h, w);
+        return -1;
+    }
+    return 0;
+}
 
 static int check_len(Py_buffer *b, Py_ssize_t need, const char *what) {
     if (b->len < need) {
@@ -332,11 +415,15 @@ static int check_len(Py_buffer *b, Py_ssize_t need, const char *what) {
 }
 
 static PyObject *py_range_f32(PyObject *self, PyObject *args) {
-    Py_buffer maps, lo, hi;
+    Py_buffer maps = {0}, lo = {0}, hi = {0};
+    PyObject *maps_obj, *lo_obj, *hi_obj;
     Py_ssize_t b, n;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nnw*w*", &maps, &b, &n, &lo, &hi)) return NULL;
+    if (!PyArg_ParseTuple(args, "OnnOO", &maps_obj, &b, &n, &lo_obj, &hi_obj)) return NULL;
     PyObject *res = NULL;
+    if (get_buffer(maps_obj, &maps, 0, F32, "maps") < 0 ||
+        get_buffer(lo_obj, &lo, 1, F32, "lo") < 0 || get_buffer(hi_obj, &hi, 1, F32, "hi") < 0)
+        goto done;
     if (b < 0 || n < 1 || check_len(&maps, b * n * 4, "maps") || check_len(&lo, b * 4, "lo") ||
         check_len(&hi, b * 4, "hi")) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "camseg._cpu: bad sizes");
@@ -350,20 +437,20 @@ static PyObject *py_range_f32(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     res = PyBool_FromLong(bad);
 done:
-    PyBuffer_Release(&maps);
-    PyBuffer_Release(&lo);
-    PyBuffer_Release(&hi);
+    release(&maps);
+    release(&lo);
+    release(&hi);
     return res;
 }
 
 /* scratch space of one thread's Otsu pass */
 typedef struct {
-    int64_t *counts;
-    int32_t *sub, *g;
+    int64_t *counts, *sub;
+    int32_t *g;
     uint8_t *near;
     double *work;
     float *edges;
-    Run *runs;
+    RunTable runs;
     uint64_t *bits;
 } Scratch;
 
@@ -374,20 +461,23 @@ static void scratch_free(Scratch *s) {
     free(s->near);
     free(s->work);
     free(s->edges);
-    free(s->runs);
+    free(s->runs.runs);
     free(s->bits);
 }
 
 static int scratch_alloc(Scratch *s, int nbins, int64_t h, int64_t w) {
     s->counts = (int64_t *)malloc(sizeof(int64_t) * (size_t)nbins);
-    s->sub = (int32_t *)malloc(sizeof(int32_t) * 4 * (size_t)nbins);
+    s->sub = (int64_t *)malloc(sizeof(int64_t) * 4 * (size_t)nbins);
     s->g = (int32_t *)malloc(sizeof(int32_t) * BLOCK);
     s->near = (uint8_t *)calloc(BLOCK + 8, 1);
     s->work = (double *)malloc(sizeof(double) * 2 * (size_t)nbins);
     s->edges = (float *)malloc(sizeof(float) * (size_t)(nbins + 1));
-    s->runs = alloc_runs(h, w);
+    s->runs.runs = NULL;
+    s->runs.cap = 0;
+    int runs_bad = runs_reserve(&s->runs, initial_runs(h, w));
     s->bits = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)((w + 63) / 64));
-    if (!s->counts || !s->sub || !s->g || !s->near || !s->work || !s->edges || !s->runs || !s->bits) {
+    if (!s->counts || !s->sub || !s->g || !s->near || !s->work || !s->edges || runs_bad ||
+        !s->bits) {
         scratch_free(s);
         return -1;
     }
@@ -395,20 +485,24 @@ static int scratch_alloc(Scratch *s, int nbins, int64_t h, int64_t w) {
 }
 
 static PyObject *py_otsu_f32(PyObject *self, PyObject *args) {
-    Py_buffer maps, lo, hi, thr, keep = {0}, out = {0};
+    Py_buffer maps = {0}, lo = {0}, hi = {0}, thr = {0}, keep = {0}, out = {0};
     Py_ssize_t b, h, w, min_size;
     int nbins, conn;
-    PyObject *keep_obj, *out_obj;
+    PyObject *maps_obj, *keep_obj, *out_obj, *lo_obj, *hi_obj, *thr_obj;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nnnOinOiw*w*w*", &maps, &b, &h, &w, &keep_obj, &nbins,
-                          &min_size, &out_obj, &conn, &lo, &hi, &thr))
+    if (!PyArg_ParseTuple(args, "OnnnOinOiOOO", &maps_obj, &b, &h, &w, &keep_obj, &nbins,
+                          &min_size, &out_obj, &conn, &lo_obj, &hi_obj, &thr_obj))
         return NULL;
     PyObject *res = NULL;
     Scratch sc = {0};
     const int have_keep = keep_obj != Py_None, have_out = out_obj != Py_None;
-    if (have_keep && PyObject_GetBuffer(keep_obj, &keep, PyBUF_C_CONTIGUOUS) < 0) goto release;
-    if (have_out && PyObject_GetBuffer(out_obj, &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+    if (get_buffer(maps_obj, &maps, 0, F32, "maps") < 0 ||
+        get_buffer(lo_obj, &lo, 1, F32, "lo") < 0 || get_buffer(hi_obj, &hi, 1, F32, "hi") < 0 ||
+        get_buffer(thr_obj, &thr, 1, F32, "thr") < 0)
         goto release;
+    if (have_keep && get_buffer(keep_obj, &keep, 0, U8, "keep") < 0) goto release;
+    if (have_out && get_buffer(out_obj, &out, 1, U8, "out") < 0) goto release;
+    if (check_dims(h, w) < 0) goto release;
     const Py_ssize_t n = h * w;
     if (b < 0 || h < 1 || w < 1 || nbins < 2 || check_len(&maps, b * n * 4, "maps") ||
         check_len(&lo, b * 4, "lo") || check_len(&hi, b * 4, "hi") ||
@@ -421,7 +515,7 @@ static PyObject *py_otsu_f32(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto release;
     }
-    int bad = 0;
+    int bad = 0, no_memory = 0;
     const float *x = (const float *)maps.buf;
     const uint8_t *k = have_keep ? (const uint8_t *)keep.buf : NULL;
     float *l = (float *)lo.buf, *u = (float *)hi.buf, *t = (float *)thr.buf;
@@ -446,30 +540,41 @@ static PyObject *py_otsu_f32(PyObject *self, PyObject *args) {
         t[i] = otsu_from_counts(sc.counts, sc.edges, nbins, sc.work);
         if (o) {
             compare_ge(xi, n, t[i], o + i * n);
-            if (min_size > 1) small_objects_one(o + i * n, h, w, min_size, conn, sc.runs, sc.bits);
+            if (min_size > 1 &&
+                small_objects_one(o + i * n, h, w, min_size, conn, &sc.runs, sc.bits) < 0) {
+                no_memory = 1;
+                break;
+            }
         }
     }
     Py_END_ALLOW_THREADS
     scratch_free(&sc);
-    res = PyBool_FromLong(bad);
+    if (no_memory)
+        PyErr_NoMemory();
+    else
+        res = PyBool_FromLong(bad);
 release:
-    PyBuffer_Release(&maps);
-    PyBuffer_Release(&lo);
-    PyBuffer_Release(&hi);
-    PyBuffer_Release(&thr);
-    if (keep.obj) PyBuffer_Release(&keep);
-    if (out.obj) PyBuffer_Release(&out);
+    release(&maps);
+    release(&lo);
+    release(&hi);
+    release(&thr);
+    release(&keep);
+    release(&out);
     return res;
 }
 
 static PyObject *py_histogram_f32(PyObject *self, PyObject *args) {
-    Py_buffer maps, counts;
+    Py_buffer maps = {0}, counts = {0};
+    PyObject *maps_obj, *counts_obj;
     Py_ssize_t b, n;
     int nbins;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nniw*", &maps, &b, &n, &nbins, &counts)) return NULL;
+    if (!PyArg_ParseTuple(args, "OnniO", &maps_obj, &b, &n, &nbins, &counts_obj)) return NULL;
     PyObject *res = NULL;
     Scratch sc = {0};
+    if (get_buffer(maps_obj, &maps, 0, F32, "maps") < 0 ||
+        get_buffer(counts_obj, &counts, 1, I64, "counts") < 0)
+        goto done;
     if (b < 0 || n < 1 || nbins < 2 || check_len(&maps, b * n * 4, "maps") ||
         check_len(&counts, b * nbins * 8, "counts")) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "camseg._cpu: bad sizes");
@@ -498,38 +603,42 @@ static PyObject *py_histogram_f32(PyObject *self, PyObject *args) {
     scratch_free(&sc);
     res = Py_NewRef(Py_None);
 done:
-    PyBuffer_Release(&maps);
-    PyBuffer_Release(&counts);
+    release(&maps);
+    release(&counts);
     return res;
 }
 
 static PyObject *py_small_objects(PyObject *self, PyObject *args) {
-    Py_buffer masks;
+    Py_buffer masks = {0};
+    PyObject *masks_obj;
     Py_ssize_t b, h, w, min_size;
     int conn;
     (void)self;
-    if (!PyArg_ParseTuple(args, "w*nnnni", &masks, &b, &h, &w, &min_size, &conn)) return NULL;
+    if (!PyArg_ParseTuple(args, "Onnnni", &masks_obj, &b, &h, &w, &min_size, &conn)) return NULL;
     PyObject *res = NULL;
+    if (get_buffer(masks_obj, &masks, 1, U8, "masks") < 0 || check_dims(h, w) < 0) goto done;
     if (b < 0 || h < 1 || w < 1 || check_len(&masks, b * h * w, "masks")) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "camseg._cpu: bad sizes");
         goto done;
     }
-    Run *runs = alloc_runs(h, w);
+    RunTable table = {NULL, 0};
     uint64_t *bits = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)((w + 63) / 64));
-    if (!runs || !bits) {
-        PyErr_NoMemory();
-    } else {
+    int failed = !bits || runs_reserve(&table, initial_runs(h, w)) < 0;
+    if (!failed) {
         uint8_t *m = (uint8_t *)masks.buf;
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < b; i++)
-            small_objects_one(m + i * h * w, h, w, min_size, conn, runs, bits);
+        for (Py_ssize_t i = 0; i < b && !failed; i++)
+            failed = small_objects_one(m + i * h * w, h, w, min_size, conn, &table, bits) < 0;
         Py_END_ALLOW_THREADS
-        res = Py_NewRef(Py_None);
     }
-    free(runs);
+    if (failed)
+        PyErr_NoMemory();
+    else
+        res = Py_NewRef(Py_None);
+    free(table.runs);
     free(bits);
 done:
-    PyBuffer_Release(&masks);
+    release(&masks);
     return res;
 }
 

@@ -9,10 +9,22 @@ release the GIL, and are run here on slices of the batch in threads (as many
 as :func:`torch.get_num_threads`, so ``torch.set_num_threads(1)`` makes them
 single-threaded too).
 
+Two layers, and callers outside this module use only the first:
+
+* **tensors**: :func:`applies` is the one answer to "does a kernel take these
+  tensors?"; :func:`map_range`, :func:`otsu`, :func:`otsu_masks` and
+  :func:`remove_small_objects` take and return tensors, and return ``None``
+  when the kernels do not apply, so the caller runs its own torch/NumPy path
+  in that case and asks nothing else.
+* **buffers**: :func:`range_f32`, :func:`otsu_f32`, :func:`histogram_f32` and
+  :func:`small_objects` wrap the C functions on NumPy arrays, check the
+  buffers' formats and split the batch across threads.
+
 The extension is built by ``pip install`` (``setup.py``; a C compiler is
 needed when installing from source). If it is missing, or the environment
-variable ``CAMSEG_NO_NATIVE=1`` is set, :func:`available` is False and the
-callers take their torch/NumPy paths, which give the same results more slowly.
+variable ``CAMSEG_NO_NATIVE=1`` is set, :func:`available` is False, every
+tensor function returns ``None`` and the callers take their torch/NumPy paths,
+which give the same results more slowly.
 """
 
 from __future__ import annotations
@@ -31,11 +43,25 @@ _cpu: ModuleType | None
 try:  # pragma: no cover - which branch runs depends on the build
     if os.environ.get("CAMSEG_NO_NATIVE", "") not in ("", "0"):
         raise ImportError("disabled by CAMSEG_NO_NATIVE")
-    from camseg import _cpu  # type: ignore[attr-defined, no-redef, unused-ignore]
+    import camseg._cpu as _cpu  # type: ignore[no-redef, unused-ignore]
 except ImportError:
     _cpu = None
 
-__all__ = ["available", "histogram_f32", "otsu_f32", "range_f32", "small_objects"]
+__all__ = [
+    "applies",
+    "available",
+    "histogram_f32",
+    "map_range",
+    "otsu",
+    "otsu_f32",
+    "otsu_masks",
+    "range_f32",
+    "remove_small_objects",
+    "small_objects",
+]
+
+# what the kernels read: float maps (float16 is widened to float32) and bool masks
+_DTYPES = (torch.float16, torch.float32, torch.bool)
 
 # below this many pixels a call is not split across threads (thread hand-off costs ~50 µs)
 _MIN_PIXELS_PER_THREAD = 1 << 18
@@ -58,6 +84,113 @@ if hasattr(os, "register_at_fork"):
 def available() -> bool:
     """Whether the compiled kernels are importable (and not disabled)."""
     return _cpu is not None
+
+
+def applies(*tensors: torch.Tensor | None) -> bool:
+    """Whether the kernels take these tensors: the one question callers would ask.
+
+    True when the extension is built and enabled and every tensor is on the CPU and a
+    float16/float32 map or a bool mask (``None`` entries, absent options, are skipped).
+    """
+    return _cpu is not None and all(
+        t is None or (t.device.type == "cpu" and t.dtype in _DTYPES) for t in tensors
+    )
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+def _flat_float32(maps: torch.Tensor) -> np.ndarray:
+    """CPU maps ``(B, H, W)`` as a C-contiguous float32 ``(B, H*W)`` array (a view if possible)."""
+    flat = maps.detach().reshape(maps.shape[0], -1)
+    if flat.dtype != torch.float32:
+        flat = flat.float()
+    return np.ascontiguousarray(flat.numpy())
+
+
+def _range(lo: np.ndarray, hi: np.ndarray, bad: bool, dtype: torch.dtype) -> torch.Tensor:
+    """The per-image ``(min, max)`` ``(B, 2)`` in ``dtype``; all NaN where ``bad``.
+
+    The kernels flag a NaN or infinity anywhere in the batch (their minima and
+    maxima are then meaningless); NaN in the range says so, as NaN propagating
+    through a torch reduction does, so one check serves both paths.
+    """
+    rng = torch.from_numpy(np.stack([lo, hi], axis=1))
+    if bad:
+        rng.fill_(float("nan"))
+    return rng.to(dtype)
+
+
+def map_range(maps: torch.Tensor) -> torch.Tensor | None:
+    """Per-image ``(min, max)`` of maps ``(B, H, W)`` as ``(B, 2)`` in their dtype, or None.
+
+    One C pass per image. NaN throughout the result when any value is NaN or
+    infinite. None when the kernels do not apply (see :func:`applies`).
+    """
+    if not applies(maps):
+        return None
+    lo, hi, bad = range_f32(_flat_float32(maps))
+    return _range(lo, hi, bad, maps.dtype)
+
+
+def otsu(maps: torch.Tensor, *, nbins: int = 256) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The range ``(B, 2)`` and Otsu thresholds ``(B,)`` of maps ``(B, H, W)``, or None.
+
+    One C pass per image: range, histogram (``numpy.histogram``'s counts over
+    ``nbins`` bins of ``[min, max]``) and threshold (a constant map's value for
+    a constant map), both in the maps' dtype. The range is NaN throughout when
+    any value is NaN or infinite (the thresholds are then meaningless). None
+    when the kernels do not apply (see :func:`applies`).
+    """
+    if not applies(maps):
+        return None
+    lo, hi, thr, bad = otsu_f32(_flat_float32(maps), (maps.shape[1], maps.shape[2]), nbins=nbins)
+    return _range(lo, hi, bad, maps.dtype), torch.from_numpy(thr).to(maps.dtype)
+
+
+def otsu_masks(
+    maps: torch.Tensor, *, keep: torch.Tensor | None = None, min_size: int = 0
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The range ``(B, 2)`` of maps ``(B, H, W)`` and their Otsu masks ``maps >= t``, or None.
+
+    One C pass per image while it is in cache: its range, and for the images
+    that ``keep`` (bool ``(B,)``, None for all) marks the 256-bin histogram,
+    Otsu's threshold, the comparison and the removal of 4-connected components
+    smaller than ``min_size`` pixels. Images not kept and constant maps get an
+    all-False mask. The range is NaN throughout when any value is NaN or
+    infinite. None when the kernels do not apply (see :func:`applies`).
+    """
+    if not applies(maps, keep):
+        return None
+    b, h, w = maps.shape
+    out = np.zeros((b, h, w), dtype=bool)
+    lo, hi, _, bad = otsu_f32(
+        _flat_float32(maps),
+        (h, w),
+        keep=None if keep is None else keep.numpy(),
+        out=out.reshape(b, -1),
+        min_size=min_size,
+    )
+    return _range(lo, hi, bad, maps.dtype), torch.from_numpy(out)
+
+
+def remove_small_objects(
+    masks: torch.Tensor, min_size: int, connectivity: int
+) -> torch.Tensor | None:
+    """Remove components below ``min_size`` pixels from bool masks ``(B, H, W)``, in place.
+
+    ``masks`` must be C-contiguous; ``connectivity`` 1 (4-neighbourhood) or 2
+    (8-neighbourhood). Returns ``masks``, or None when the kernels do not apply
+    (see :func:`applies`).
+    """
+    if not applies(masks):
+        return None
+    if masks.numel() and min_size > 1:
+        small_objects(masks.detach().numpy(), min_size, connectivity)
+    return masks
+
+
+# --------------------------------------------------------------------------- buffers
 
 
 def _lib() -> ModuleType:

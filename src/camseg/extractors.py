@@ -71,7 +71,7 @@ _Self = TypeVar("_Self", bound="BaseCAM")
 
 
 class BaseCAM:
-    """Shared machinery of the extractors; subclasses implement :meth:`weigh`.
+    """Shared machinery of the extractors; subclasses implement :meth:`~camseg.BaseCAM.weigh`.
 
     Args:
         model: the classifier. Its output must be logits ``(B, C)`` unless
@@ -186,6 +186,7 @@ class BaseCAM:
             raise TypeError(
                 f"Expected `create_graph` to be a bool, but got {describe(create_graph)}."
             )
+        check_one_of(normalize, "normalize", ("minmax", "max", None))
         if self.uses_gradients and torch.is_inference_mode_enabled():
             raise ValueError(
                 f"Expected {type(self).__name__} to be called outside torch.inference_mode(), "

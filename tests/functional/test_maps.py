@@ -31,7 +31,7 @@ def test_normalize_is_differentiable_without_nan():
 
 
 def test_normalize_errors():
-    with pytest.raises(ValueError, match="`normalize` to be one of 'minmax', 'max', None"):
+    with pytest.raises(ValueError, match="`mode` to be one of 'minmax', 'max', None"):
         CF.normalize(torch.rand(1, 2, 2), mode="l2")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="floating-point"):
         CF.normalize(torch.ones(1, 2, 2, dtype=torch.long))

@@ -60,4 +60,4 @@ def test_regularizer_rejects_negative_step() -> None:
     with pytest.raises(ValueError, match="Expected `step` to be an int >= 0 or None, but got -1"):
         reg(maps=torch.rand(2, 8, 8), step=-1)
     with pytest.raises(ValueError, match="Expected `step` to be an int >= 0"):
-        reg.current_weights(-1)
+        reg.current_weights(step=-1)

@@ -109,7 +109,7 @@ def test_gradcheck_equivariance() -> None:
 
 def test_equivariance_module_equals_function() -> None:
     x = _rand(3, 3, 6, 6, dtype=torch.float32)
-    mod = L.EquivarianceLoss("c4", sample=2, scales=(0.5,), reduction="none")
+    mod = L.EquivarianceLoss(transforms="c4", sample=2, scales=(0.5,), reduction="none")
     got = mod(_not_equivariant, x, generator=torch.Generator().manual_seed(3))
     want = L.equivariance_loss(
         _not_equivariant,
@@ -200,7 +200,7 @@ def test_gradcheck_puzzle() -> None:
 def test_puzzle_module_and_errors() -> None:
     x = _rand(2, 3, 6, 6, dtype=torch.float32)
     assert torch.equal(
-        L.PuzzleLoss(3)(_not_equivariant, x), L.puzzle_loss(_not_equivariant, x, tiles=3)
+        L.PuzzleLoss(tiles=3)(_not_equivariant, x), L.puzzle_loss(_not_equivariant, x, tiles=3)
     )
     with pytest.raises(ValueError, match=r"divisible by `tiles` \(4\)"):
         L.puzzle_loss(_pointwise, x, tiles=4)
@@ -292,18 +292,18 @@ def test_regularizer_total_components_and_dispatch() -> None:
 
 def test_regularizer_warmup_ramps() -> None:
     reg = L.CAMRegularizer(
-        {"a": (L.SmoothnessLoss(), 2.0), "b": (L.SizeLoss((0.0, 0.0)), 1.0)}, warmup={"a": 4}
+        {"a": (L.SmoothnessLoss(), 2.0), "b": (L.SizeLoss(bounds=(0.0, 0.0)), 1.0)}, warmup={"a": 4}
     )
-    assert reg.current_weights(0) == {"a": 0.0, "b": 1.0}
-    assert reg.current_weights(1) == {"a": 0.5, "b": 1.0}
-    assert reg.current_weights(100) == {"a": 2.0, "b": 1.0}
-    assert reg.current_weights(None) == {"a": 2.0, "b": 1.0}
+    assert reg.current_weights(step=0) == {"a": 0.0, "b": 1.0}
+    assert reg.current_weights(step=1) == {"a": 0.5, "b": 1.0}
+    assert reg.current_weights(step=100) == {"a": 2.0, "b": 1.0}
+    assert reg.current_weights(step=None) == {"a": 2.0, "b": 1.0}
     maps = torch.tensor([[[0.0, 1.0], [0.0, 1.0]]])
     total, parts = reg(maps=maps, step=2)  # tv 1 * 1.0 + size 0.25 * 1.0
     assert total.item() == pytest.approx(1.0 + 0.25)
     assert parts["a"].item() == pytest.approx(1.0)
     reg_all = L.CAMRegularizer({"a": (L.SmoothnessLoss(), 2.0)}, warmup=10)
-    assert reg_all.current_weights(5) == {"a": 1.0}
+    assert reg_all.current_weights(step=5) == {"a": 1.0}
 
 
 def test_regularizer_gradients_flow() -> None:

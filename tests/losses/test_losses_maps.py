@@ -200,12 +200,15 @@ def test_modules_equal_functions() -> None:
     masks = _rand(4, 9, 9, seed=7) > 0.6
     region = (0.2, 0.1, 0.7, 0.9)
     pairs = [
-        (L.SuppressionLoss(region)(maps, labels), L.suppression_loss(maps, labels, region=region)),
         (
-            L.CenterEvidenceLoss(region, target=0.7, top_fraction=0.3)(maps, labels),
+            L.SuppressionLoss(region=region)(maps, labels),
+            L.suppression_loss(maps, labels, region=region),
+        ),
+        (
+            L.CenterEvidenceLoss(region=region, target=0.7, top_fraction=0.3)(maps, labels),
             L.center_evidence_loss(maps, labels, region=region, target=0.7, top_fraction=0.3),
         ),
-        (L.SizeLoss((0.6, 0.8))(maps, labels), L.size_loss(maps, labels, bounds=(0.6, 0.8))),
+        (L.SizeLoss(bounds=(0.6, 0.8))(maps, labels), L.size_loss(maps, labels, bounds=(0.6, 0.8))),
         (L.SmoothnessLoss(norm="l2")(maps), L.smoothness_loss(maps, norm="l2")),
         (
             L.MaskLoss(kind="dice+bce", smooth=0.5)(maps, masks),
@@ -284,13 +287,13 @@ def test_errors_options() -> None:
     with pytest.raises(ValueError, match=r"`norm` to be one of"):
         L.smoothness_loss(maps, norm="l3")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"`bounds` to satisfy"):
-        L.SizeLoss((0.9, 0.1))
+        L.SizeLoss(bounds=(0.9, 0.1))
     with pytest.raises(ValueError, match=r"`top_fraction` to lie in \(0, 1\]"):
         L.CenterEvidenceLoss(top_fraction=0.0)
     with pytest.raises(ValueError, match=r"`region` as a number"):
-        L.SuppressionLoss(2.0)
+        L.SuppressionLoss(region=2.0)
     with pytest.raises(TypeError, match=r"torch.bool mask"):
-        L.CenterEvidenceLoss(torch.ones(3, 3))
+        L.CenterEvidenceLoss(region=torch.ones(3, 3))
 
 
 def test_errors_mask_loss() -> None:

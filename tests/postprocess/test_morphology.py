@@ -49,7 +49,7 @@ def test_morphology_equals_skimage_including_borders(
     masks[0] = True
     masks[0, 5:9, 6:12] = False
     fp = _footprint(radius, kind)
-    got = ours(masks, radius, footprint=kind).numpy()
+    got = ours(masks, radius=radius, footprint=kind).numpy()
     ref_fn = getattr(skm, name)
     ref = np.stack([ref_fn(m, fp, mode="ignore") for m in masks.numpy()])
     np.testing.assert_array_equal(got, ref)
@@ -67,9 +67,9 @@ def test_disk_rectangles_cover_exactly_the_skimage_disk(radius: int) -> None:
 def test_erosion_keeps_full_mask_and_dilation_keeps_empty_mask() -> None:
     full = torch.ones(2, 5, 6, dtype=torch.bool)
     empty = torch.zeros(2, 5, 6, dtype=torch.bool)
-    assert torch.equal(binary_erosion(full, 2), full)  # outside is ignored, not background
-    assert torch.equal(binary_dilation(empty, 2), empty)
-    assert torch.equal(binary_dilation(full, 0), full)
+    assert torch.equal(binary_erosion(full, radius=2), full)  # outside is ignored, not background
+    assert torch.equal(binary_dilation(empty, radius=2), empty)
+    assert torch.equal(binary_dilation(full, radius=0), full)
 
 
 @pytest.mark.parametrize("fn", [binary_dilation, binary_erosion, binary_opening, binary_closing])
@@ -80,11 +80,11 @@ def test_morphology_errors(fn) -> None:
     with pytest.raises(ValueError, match=r"`masks` to be a tensor of shape \(B, H, W\)"):
         fn(masks[0])
     with pytest.raises(ValueError, match="`radius` to be an int >= 0"):
-        fn(masks, -1)
+        fn(masks, radius=-1)
     with pytest.raises(TypeError, match="`radius` to be an int"):
-        fn(masks, 1.5)
+        fn(masks, radius=1.5)
     with pytest.raises(ValueError, match="`footprint` to be one of 'disk', 'square'"):
-        fn(masks, 1, footprint="diamond")
+        fn(masks, radius=1, footprint="diamond")
 
 
 @pytest.mark.parametrize("connectivity", [1, 2])

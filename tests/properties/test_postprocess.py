@@ -40,13 +40,13 @@ unit_maps_st = arrays(
 @given(masks_st, st.integers(1, 3), st.sampled_from(["disk", "square"]))
 def test_opening_is_inside_and_closing_contains(m: np.ndarray, r: int, fp: str) -> None:
     masks = torch.from_numpy(m)
-    assert not bool((binary_opening(masks, r, footprint=fp) & ~masks).any())  # type: ignore[arg-type]
-    assert not bool((masks & ~binary_closing(masks, r, footprint=fp)).any())  # type: ignore[arg-type]
-    assert not bool((binary_erosion(masks, r) & ~masks).any())
-    assert not bool((masks & ~binary_dilation(masks, r)).any())
+    assert not bool((binary_opening(masks, radius=r, footprint=fp) & ~masks).any())  # type: ignore[arg-type]
+    assert not bool((masks & ~binary_closing(masks, radius=r, footprint=fp)).any())  # type: ignore[arg-type]
+    assert not bool((binary_erosion(masks, radius=r) & ~masks).any())
+    assert not bool((masks & ~binary_dilation(masks, radius=r)).any())
     # opening and closing are idempotent
-    opened = binary_opening(masks, r)
-    assert torch.equal(binary_opening(opened, r), opened)
+    opened = binary_opening(masks, radius=r)
+    assert torch.equal(binary_opening(opened, radius=r), opened)
 
 
 @SETTINGS
@@ -54,7 +54,7 @@ def test_opening_is_inside_and_closing_contains(m: np.ndarray, r: int, fp: str) 
 def test_erosion_and_dilation_are_dual(m: np.ndarray) -> None:
     masks = torch.from_numpy(m)
     # erosion ignores the outside (foreground), dilation ignores it (background): exact duals
-    assert torch.equal(binary_erosion(masks, 2), ~binary_dilation(~masks, 2))
+    assert torch.equal(binary_erosion(masks, radius=2), ~binary_dilation(~masks, radius=2))
 
 
 @SETTINGS

@@ -13,7 +13,14 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from camseg._checks import check_floating, check_ndim, check_one_of, check_positive_int
+from camseg._checks import (
+    NAN_HINT,
+    check_finite,
+    check_floating,
+    check_ndim,
+    check_one_of,
+    check_positive_int,
+)
 
 __all__ = ["NormalizeMode", "normalize", "tokens_to_grid", "upsample"]
 
@@ -66,6 +73,11 @@ def upsample(
         check_positive_int(s, "size")
     check_one_of(mode, "mode", ("bilinear", "bicubic", "nearest"))
     h, w = maps.shape[-2:]
+    if h == 0 or w == 0:
+        raise ValueError(
+            "Expected `maps` to have at least one pixel per map, but got shape "
+            f"{tuple(maps.shape)}."
+        )
     if (h, w) == tuple(size):
         return maps
     lead = maps.shape[:-2]
@@ -88,6 +100,8 @@ def normalize(maps: torch.Tensor, *, mode: NormalizeMode = "minmax") -> torch.Te
       for maps that are non-negative (every ReLU-ed CAM).
     - ``None``: the maps unchanged.
 
+    NaN or infinite values raise (rather than turning the map into zeros or NaN).
+
     The operation is differentiable (no in-place writes), so it can sit in a loss.
 
     Args:
@@ -99,7 +113,8 @@ def normalize(maps: torch.Tensor, *, mode: NormalizeMode = "minmax") -> torch.Te
 
     Raises:
         TypeError: if ``maps`` is not floating point.
-        ValueError: if ``mode`` is unknown or ``maps`` has fewer than 2 dims.
+        ValueError: if ``mode`` is unknown, ``maps`` has fewer than 2 dims, or
+            ``maps`` holds NaN or infinity.
 
     Example:
         >>> m = torch.tensor([[[1.0, 2.0], [3.0, 5.0]]])
@@ -110,13 +125,21 @@ def normalize(maps: torch.Tensor, *, mode: NormalizeMode = "minmax") -> torch.Te
         tensor([[[0.2000, 0.4000],
                  [0.6000, 1.0000]]])
     """
-    check_one_of(mode, "normalize", _NORMALIZE_MODES)
+    check_one_of(mode, "mode", _NORMALIZE_MODES)
     check_floating(maps, "maps")
     if maps.ndim < 2:
         raise ValueError(
             f"Expected `maps` to be a tensor of shape (..., h, w), but got shape "
             f"{tuple(maps.shape)}."
         )
+    if maps.shape[-1] == 0 or maps.shape[-2] == 0:
+        raise ValueError(
+            "Expected `maps` to have at least one pixel per map, but got shape "
+            f"{tuple(maps.shape)}."
+        )
+    # a NaN would make min/max NaN and the ``rng > 0`` test False: the whole map
+    # would silently become zeros. torch users expect an error, as for NaN losses.
+    check_finite(maps, "maps", NAN_HINT)
     if mode is None:
         return maps
     flat = maps.flatten(-2)
@@ -172,6 +195,8 @@ def tokens_to_grid(
                 "Hint: pass `grid=(h, w)` for a non-square grid."
             )
         grid = (side, side)
+    if not (isinstance(grid, (tuple, list)) and len(grid) == 2):
+        raise ValueError(f"Expected `grid` to be a pair (h, w) of ints, but got {grid!r}.")
     h, w = grid
     check_positive_int(h, "grid")
     check_positive_int(w, "grid")

@@ -17,7 +17,13 @@ from __future__ import annotations
 
 import torch
 
-from camseg._checks import check_floating, check_ndim, check_nonnegative, check_tensor
+from camseg._checks import (
+    check_finite,
+    check_floating,
+    check_ndim,
+    check_nonnegative,
+    check_tensor,
+)
 
 __all__ = [
     "eigencam",
@@ -315,6 +321,8 @@ def linear_cam(
     check_floating(weight, "weight")
     check_ndim(weight, "weight", 2, "(num_classes, C)")
     check_tensor(targets, "targets")
+    if not isinstance(relu, bool):
+        raise TypeError(f"Expected `relu` to be a bool, but got {relu!r}.")
     if weight.shape[1] != activations.shape[1]:
         raise ValueError(
             f"Expected `weight` to have {activations.shape[1]} input features (the channels of "
@@ -381,6 +389,8 @@ def eigencam(activations: torch.Tensor) -> torch.Tensor:
     """
     check_floating(activations, "activations")
     check_ndim(activations, "activations", 4, "(B, C, h, w)")
+    # the SVD of a NaN or infinity fails with torch's LinAlgError: say what is wrong instead
+    check_finite(activations, "activations")
     b, _, h, w = activations.shape
     x = activations.flatten(2).transpose(1, 2)  # (B, Z, C)
     x = x - x.mean(dim=1, keepdim=True)

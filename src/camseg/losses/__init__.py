@@ -13,7 +13,8 @@ All losses are ``>= 0``, zero at their optimum, differentiable, and computed in
 float32 or float64 (half-precision inputs under autocast are promoted).
 """
 
-from camseg.losses._common import CamFn, Reduction, Region, ScoreFn
+from camseg._checks import Reduction
+from camseg.losses._common import CamFn, Region, ScoreFn
 from camseg.losses._consistency import (
     AttentionMiningLoss,
     EquivarianceLoss,

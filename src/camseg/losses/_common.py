@@ -1,7 +1,10 @@
-"""Shared helpers of the loss functions: the loss aliases, the compute dtype of maps, reductions.
+"""Shared pieces of the loss functions: the callable and region aliases, and the reduction.
 
-The checks themselves live in :mod:`camseg._checks`; the names are re-exported here for the
-loss modules.
+The checks live in :mod:`camseg._checks` and the loss modules import them from there.
+Losses sit in training loops, so they check their maps' finiteness only where a NaN would
+otherwise pass silently (``check_maps(..., finite=False)``: the check is a device sync),
+and they compute in float32 or float64 (``as_compute_dtype``: half precision under autocast
+is promoted).
 """
 
 from __future__ import annotations
@@ -10,31 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from camseg import _checks
-from camseg._checks import (
-    REDUCTIONS,
-    Reduction,
-    as_compute_dtype,
-    check_callable,
-    check_images,
-    check_labels,
-    check_reduction,
-)
-
-__all__ = [
-    "REDUCTIONS",
-    "CamFn",
-    "Reduction",
-    "Region",
-    "ScoreFn",
-    "as_compute_dtype",
-    "check_callable",
-    "check_images",
-    "check_labels",
-    "check_maps",
-    "check_reduction",
-    "reduce",
-]
+__all__ = ["CamFn", "Region", "ScoreFn", "reduce"]
 
 CamFn = Callable[[torch.Tensor], torch.Tensor]
 """A function ``images (B, C, H, W) -> maps (B, h, w)`` (any CAM extractor)."""
@@ -46,14 +25,6 @@ Region = float | tuple[float, float, float, float] | torch.Tensor
 """A region of a map: the side of a centred square as a fraction of the map's side,
 a box ``(top, left, bottom, right)`` in fractions of the map's height and width, or a
 ``torch.bool`` mask of shape ``(H, W)``."""
-
-
-def check_maps(maps: object, name: str = "maps", *, finite: bool = False) -> torch.Tensor:
-    """:func:`camseg._checks.check_maps` for ``(B, H, W)`` loss inputs, in a compute dtype.
-
-    Losses sit in training loops, so the finiteness check (a device sync) is opt-in.
-    """
-    return as_compute_dtype(_checks.check_maps(maps, name, finite=finite))
 
 
 def reduce(

@@ -13,26 +13,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from camseg._checks import (
+    Reduction,
+    as_compute_dtype,
+    check_callable,
+    check_images,
     check_in_range,
+    check_labels,
+    check_maps,
     check_nonnegative,
     check_one_of,
     check_positive_int,
+    check_reduction,
     check_same_batch,
     check_tensor,
     describe,
 )
-from camseg.losses._common import (
-    CamFn,
-    Reduction,
-    ScoreFn,
-    as_compute_dtype,
-    check_callable,
-    check_images,
-    check_labels,
-    check_maps,
-    check_reduction,
-    reduce,
-)
+from camseg.losses._common import CamFn, ScoreFn, reduce
 
 __all__ = [
     "AttentionMiningLoss",
@@ -184,7 +180,7 @@ def equivariance_loss(
     images = check_images(images)
     _check_batch(images)
     if maps is not None:
-        maps = check_maps(maps)
+        maps = as_compute_dtype(check_maps(maps, finite=False))
         check_same_batch(images, "images", maps, "maps")
     check_reduction(reduction)
     elements: list[_Element] = [("rot", k, f) for k, f in transform_group(transforms)[1:]]
@@ -292,7 +288,7 @@ def puzzle_loss(
     if maps is None:
         maps = _call_cam(cam_fn, images)
     else:
-        maps = check_maps(maps)
+        maps = as_compute_dtype(check_maps(maps, finite=False))
         check_same_batch(images, "images", maps, "maps")
     th, tw = h // tiles, w // tiles
     parts = images.reshape(b, c, tiles, th, tiles, tw).permute(0, 2, 4, 1, 3, 5)
@@ -360,7 +356,7 @@ def attention_mining_loss(
     check_callable(score_fn, "score_fn")
     images = check_images(images)
     _check_batch(images)
-    maps = check_maps(maps, finite=True)
+    maps = as_compute_dtype(check_maps(maps))
     if maps.shape[0] != images.shape[0] or maps.shape[-2:] != images.shape[-2:]:
         raise ValueError(
             "Expected `maps` to have shape (B, H, W) matching `images` (B, C, H, W), but got "
@@ -413,8 +409,8 @@ class EquivarianceLoss(nn.Module):
 
     def __init__(
         self,
-        transforms: Group | None = "d4",
         *,
+        transforms: Group | None = "d4",
         sample: int | Literal["all"] = 1,
         scales: Sequence[float] | None = None,
         reduction: Reduction = "mean",
@@ -434,6 +430,7 @@ class EquivarianceLoss(nn.Module):
         cam_fn: CamFn,
         images: torch.Tensor,
         maps: torch.Tensor | None = None,
+        *,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Compute the loss; see :func:`equivariance_loss`."""
@@ -461,7 +458,7 @@ class PuzzleLoss(nn.Module):
         tensor(0.)
     """
 
-    def __init__(self, tiles: int = 2, *, reduction: Reduction = "mean") -> None:
+    def __init__(self, *, tiles: int = 2, reduction: Reduction = "mean") -> None:
         super().__init__()
         check_positive_int(tiles, "tiles")
         check_reduction(reduction)

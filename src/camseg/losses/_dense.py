@@ -8,14 +8,18 @@ import torch
 from torch import nn
 
 from camseg._checks import (
+    Reduction,
+    as_compute_dtype,
     check_binary_labels,
     check_bool_mask,
     check_in_range,
+    check_maps,
     check_nonnegative,
     check_one_of,
+    check_reduction,
     check_same_batch,
 )
-from camseg.losses._common import Reduction, check_maps, check_reduction, reduce
+from camseg.losses._common import reduce
 
 __all__ = ["MaskLoss", "SmoothnessLoss", "mask_loss", "smoothness_loss"]
 
@@ -57,7 +61,7 @@ def smoothness_loss(
         Rudin, Osher and Fatemi, "Nonlinear total variation based noise removal
         algorithms", Physica D 1992.
     """
-    maps = check_maps(maps)
+    maps = as_compute_dtype(check_maps(maps, finite=False))
     if maps.shape[0] == 0:
         raise ValueError(
             "Expected `maps` to hold at least one map, but got an empty batch of shape "
@@ -125,7 +129,7 @@ def mask_loss(
     References:
         Milletari et al., "V-Net", 3DV 2016 (Dice loss).
     """
-    maps = check_maps(maps)
+    maps = as_compute_dtype(check_maps(maps, finite=False))
     check_bool_mask(masks, "masks")
     if maps.shape != masks.shape:
         raise ValueError(

@@ -19,15 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camseg._checks import check_nonnegative, check_one_of, check_positive_int, describe
-from camseg.losses._common import (
+from camseg._checks import (
     Reduction,
-    Region,
+    as_compute_dtype,
     check_labels,
     check_maps,
+    check_nonnegative,
+    check_one_of,
+    check_positive_int,
     check_reduction,
-    reduce,
+    describe,
 )
+from camseg.losses._common import Region, reduce
 from camseg.losses._region import region_mask
 
 __all__ = ["MILLoss", "Pooling", "PseudoMaskLoss", "mil_loss", "mil_pool", "pseudo_mask_loss"]
@@ -41,7 +44,7 @@ PCAM_REGION = 1.0 / 3.0
 
 
 def _check_logits(logits: object) -> torch.Tensor:
-    out = check_maps(logits, "logits")
+    out = as_compute_dtype(check_maps(logits, "logits", finite=False))
     if out.shape[0] and not bool(torch.isfinite(out.detach()).all()):
         raise ValueError(
             "Expected `logits` to be finite, but got NaN or inf values. "

@@ -7,15 +7,17 @@ import math
 import torch
 from torch import nn
 
-from camseg._checks import check_in_range, check_nonnegative, describe
-from camseg.losses._common import (
+from camseg._checks import (
     Reduction,
-    Region,
+    as_compute_dtype,
+    check_in_range,
     check_labels,
     check_maps,
+    check_nonnegative,
     check_reduction,
-    reduce,
+    describe,
 )
+from camseg.losses._common import Region, reduce
 
 __all__ = [
     "CenterEvidenceLoss",
@@ -187,7 +189,7 @@ def suppression_loss(
         Veeling et al., "Rotation Equivariant CNNs for Digital Pathology", MICCAI 2018
         (the PCam label rule).
     """
-    maps = check_maps(maps)
+    maps = as_compute_dtype(check_maps(maps, finite=False))
     negative = ~check_labels(labels, maps)
     check_reduction(reduction)
     per_image = _region_values(maps, region).pow(2).mean(1)
@@ -240,7 +242,7 @@ def center_evidence_loss(
         Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016
         (CAM); Veeling et al., MICCAI 2018 (the PCam label rule).
     """
-    maps = check_maps(maps)
+    maps = as_compute_dtype(check_maps(maps, finite=False))
     positive = check_labels(labels, maps)
     check_nonnegative(target, "target")
     _check_top_fraction(top_fraction)
@@ -295,7 +297,7 @@ def size_loss(
         Kervadec et al., "Constrained-CNN losses for weakly supervised segmentation",
         Medical Image Analysis 2019.
     """
-    maps = check_maps(maps)
+    maps = as_compute_dtype(check_maps(maps, finite=False))
     applies = None if labels is None else check_labels(labels, maps)
     _check_bounds(bounds)
     check_reduction(reduction)
@@ -338,7 +340,7 @@ class SuppressionLoss(nn.Module):
         tensor(1.)
     """
 
-    def __init__(self, region: Region = PCAM_REGION, *, reduction: Reduction = "mean") -> None:
+    def __init__(self, *, region: Region = PCAM_REGION, reduction: Reduction = "mean") -> None:
         super().__init__()
         _check_region_spec(region)
         check_reduction(reduction)
@@ -367,8 +369,8 @@ class CenterEvidenceLoss(nn.Module):
 
     def __init__(
         self,
-        region: Region = PCAM_REGION,
         *,
+        region: Region = PCAM_REGION,
         target: float = 1.0,
         top_fraction: float = 0.1,
         reduction: Reduction = "mean",
@@ -403,13 +405,13 @@ class SizeLoss(nn.Module):
         reduction: see :func:`size_loss`.
 
     Example:
-        >>> loss = SizeLoss((0.0, 0.5))
+        >>> loss = SizeLoss(bounds=(0.0, 0.5))
         >>> loss(torch.ones(1, 4, 4), torch.tensor([1]))  # area 1 > 0.5
         tensor(0.2500)
     """
 
     def __init__(
-        self, bounds: tuple[float, float] = (0.05, 0.9), *, reduction: Reduction = "mean"
+        self, *, bounds: tuple[float, float] = (0.05, 0.9), reduction: Reduction = "mean"
     ) -> None:
         super().__init__()
         _check_bounds(bounds)

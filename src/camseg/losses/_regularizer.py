@@ -123,7 +123,7 @@ class CAMRegularizer(nn.Module):
             check_positive_int(warmup, "warmup", 0)
             self.warmup = dict.fromkeys(self.names, warmup)
 
-    def current_weights(self, step: int | None = None) -> dict[str, float]:
+    def current_weights(self, *, step: int | None = None) -> dict[str, float]:
         """The weights at ``step`` after the warm-up ramps.
 
         Args:
@@ -139,7 +139,7 @@ class CAMRegularizer(nn.Module):
         Example:
             >>> from camseg.losses import SmoothnessLoss
             >>> reg = CAMRegularizer({"tv": (SmoothnessLoss(), 2.0)}, warmup=4)
-            >>> reg.current_weights(1), reg.current_weights(10)
+            >>> reg.current_weights(step=1), reg.current_weights(step=10)
             ({'tv': 0.5}, {'tv': 2.0})
         """
         if step is not None and (not isinstance(step, int) or isinstance(step, bool)):
@@ -153,13 +153,13 @@ class CAMRegularizer(nn.Module):
             out[name] = self.weights[name] * factor
         return out
 
-    def forward(self, *, step: int | None = None, **inputs: Any) -> RegularizerOutput:
+    def forward(self, *, step: int | None = None, **kwargs: Any) -> RegularizerOutput:
         """Compute the weighted sum and its components.
 
         Args:
             step: the current step (or epoch) for the warm-up ramps; None means fully
                 warmed up.
-            **inputs: the losses' inputs by name (``maps``, ``labels``, ``images``,
+            **kwargs: the losses' inputs by name (``maps``, ``labels``, ``images``,
                 ``cam_fn``, ``score_fn``, ``masks``, ``valid``, ``generator`` ...).
 
         Returns:
@@ -168,27 +168,27 @@ class CAMRegularizer(nn.Module):
         Raises:
             TypeError: if a loss needs an input that was not given.
         """
-        weights = self.current_weights(step)
+        weights = self.current_weights(step=step)
         total: torch.Tensor | None = None
         components: dict[str, torch.Tensor] = {}
         for name in self.names:
             required, accepted, var_kw = self._params[name]
-            missing = sorted(required - inputs.keys())
+            missing = sorted(required - kwargs.keys())
             if missing:
                 raise TypeError(
                     f"Expected the inputs of CAMRegularizer to include {missing} for the term "
-                    f"{name!r}, but got only {sorted(inputs)}."
+                    f"{name!r}, but got only {sorted(kwargs)}."
                 )
             if weights[name] == 0.0:
                 continue
-            kwargs = inputs if var_kw else {k: v for k, v in inputs.items() if k in accepted}
+            given = kwargs if var_kw else {k: v for k, v in kwargs.items() if k in accepted}
             loss_fn = self.losses[name] if name in self.losses else self._functions[name]
-            value = loss_fn(**kwargs)
+            value = loss_fn(**given)
             components[name] = value.detach()
             term = weights[name] * value
             total = term if total is None else total + term
         if total is None:
-            like = next((v for v in inputs.values() if isinstance(v, torch.Tensor)), None)
+            like = next((v for v in kwargs.values() if isinstance(v, torch.Tensor)), None)
             total = torch.zeros((), device=None if like is None else like.device)
         for name in self.names:
             if name not in components:

@@ -109,7 +109,7 @@ def _morph(masks: torch.Tensor, radius: int, footprint: str, ops: str) -> torch.
 
 
 def binary_dilation(
-    masks: torch.Tensor, radius: int = 1, *, footprint: Footprint = "disk"
+    masks: torch.Tensor, *, radius: int = 1, footprint: Footprint = "disk"
 ) -> torch.Tensor:
     r"""Binary dilation by a disk or square, by max-pooling on the masks' device.
 
@@ -137,7 +137,7 @@ def binary_dilation(
     Example:
         >>> m = torch.zeros(1, 5, 5, dtype=torch.bool)
         >>> m[0, 2, 2] = True
-        >>> binary_dilation(m, 1)[0].int()
+        >>> binary_dilation(m, radius=1)[0].int()
         tensor([[0, 0, 0, 0, 0],
                 [0, 0, 1, 0, 0],
                 [0, 1, 1, 1, 0],
@@ -149,7 +149,7 @@ def binary_dilation(
 
 
 def binary_erosion(
-    masks: torch.Tensor, radius: int = 1, *, footprint: Footprint = "disk"
+    masks: torch.Tensor, *, radius: int = 1, footprint: Footprint = "disk"
 ) -> torch.Tensor:
     r"""Binary erosion by a disk or square, by max-pooling on the masks' device.
 
@@ -177,7 +177,7 @@ def binary_erosion(
     Example:
         >>> m = torch.ones(1, 4, 4, dtype=torch.bool)
         >>> m[0, 1, 1] = False
-        >>> binary_erosion(m, 1, footprint="square")[0].int()
+        >>> binary_erosion(m, radius=1, footprint="square")[0].int()
         tensor([[0, 0, 0, 1],
                 [0, 0, 0, 1],
                 [0, 0, 0, 1],
@@ -188,7 +188,7 @@ def binary_erosion(
 
 
 def binary_opening(
-    masks: torch.Tensor, radius: int = 1, *, footprint: Footprint = "disk"
+    masks: torch.Tensor, *, radius: int = 1, footprint: Footprint = "disk"
 ) -> torch.Tensor:
     r"""Binary opening (erosion, then dilation): removes specks and thin spurs.
 
@@ -215,7 +215,7 @@ def binary_opening(
         >>> m = torch.zeros(1, 6, 6, dtype=torch.bool)
         >>> m[0, 1:4, 1:4] = True
         >>> m[0, 5, 5] = True
-        >>> binary_opening(m, 1, footprint="square")[0].int().sum().item()
+        >>> binary_opening(m, radius=1, footprint="square")[0].int().sum().item()
         9
     """
     m = _check_morph_args(masks, radius, footprint)
@@ -223,7 +223,7 @@ def binary_opening(
 
 
 def binary_closing(
-    masks: torch.Tensor, radius: int = 1, *, footprint: Footprint = "disk"
+    masks: torch.Tensor, *, radius: int = 1, footprint: Footprint = "disk"
 ) -> torch.Tensor:
     r"""Binary closing (dilation, then erosion): fills small gaps and notches.
 
@@ -250,7 +250,7 @@ def binary_closing(
         >>> m = torch.zeros(1, 5, 9, dtype=torch.bool)
         >>> m[0, 1:4, 2:4] = True
         >>> m[0, 1:4, 5:7] = True  # a one-pixel gap at column 4
-        >>> binary_closing(m, 1, footprint="square")[0, 2].int()
+        >>> binary_closing(m, radius=1, footprint="square")[0, 2].int()
         tensor([0, 0, 1, 1, 1, 1, 1, 0, 0], dtype=torch.int32)
     """
     m = _check_morph_args(masks, radius, footprint)
@@ -364,24 +364,27 @@ def _run_pixels(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(int(lengths.sum())) + np.repeat(starts - offsets, lengths)
 
 
-def small_objects_cpu(
-    masks: np.ndarray, min_size: int, connectivity: int, out: np.ndarray | None = None
-) -> np.ndarray:
-    """CPU core of :func:`remove_small_objects` on a ``(B, H, W)`` bool stack.
+def small_objects_removed(
+    masks: torch.Tensor, min_size: int, connectivity: int, *, inplace: bool = False
+) -> torch.Tensor:
+    """Core of :func:`remove_small_objects` on validated bool masks ``(B, H, W)``.
 
-    Writes into ``out`` (which may be ``masks`` itself) or a copy of ``masks``;
-    the C kernel where it is built, else :func:`_small_objects_runs`.
+    Components are found on the CPU (camseg's C kernel where :mod:`camseg._native`
+    applies, else :func:`_small_objects_runs`) and the result returns to the masks'
+    device: a new tensor, or ``masks`` themselves with ``inplace=True``.
     """
-    if out is None:
-        out = np.array(masks, dtype=bool, order="C", copy=True)
-    elif out is not masks:
-        np.copyto(out, masks)
-    if out.size == 0 or min_size <= 1:
-        return out
-    if _native.available() and out.flags.c_contiguous:
-        _native.small_objects(out, min_size, connectivity)
-        return out
-    return _small_objects_runs(out, min_size, connectivity)
+    work = masks.detach().cpu()
+    # a copy of CPU masks unless they may be overwritten; the kernels need C order
+    if not work.is_contiguous() or (work.data_ptr() == masks.data_ptr() and not inplace):
+        work = work.clone(memory_format=torch.contiguous_format)
+    found = _native.remove_small_objects(work, min_size, connectivity)
+    if found is None and work.numel() and min_size > 1:
+        _small_objects_runs(work.numpy(), min_size, connectivity)
+    if not inplace:
+        return work.to(masks.device)
+    if work.data_ptr() != masks.data_ptr():
+        masks.copy_(work)
+    return masks
 
 
 def _small_objects_runs(masks: np.ndarray, min_size: int, connectivity: int) -> np.ndarray:
@@ -440,7 +443,7 @@ def remove_small_objects(
     c = _check_connectivity(connectivity)
     if min_size <= 1 or m.numel() == 0:
         return m.clone()
-    return from_numpy(small_objects_cpu(to_numpy(m), min_size, c), m)
+    return small_objects_removed(m, min_size, c)
 
 
 def fill_holes(masks: torch.Tensor, *, connectivity: Connectivity = 1) -> torch.Tensor:

@@ -18,11 +18,11 @@ from camseg._checks import (
     check_same_batch,
     describe,
 )
-from camseg.postprocess._common import check_map_values, flat_float32_numpy, map_range
+from camseg.postprocess._common import check_range, map_range
 from camseg.postprocess._gate import check_probs
 from camseg.postprocess._morphology import fill_holes as _fill_holes
-from camseg.postprocess._morphology import from_numpy, small_objects_cpu, to_numpy
-from camseg.postprocess._thresholds import _native_ok, _otsu_from_range
+from camseg.postprocess._morphology import small_objects_removed
+from camseg.postprocess._thresholds import otsu_from_range
 
 __all__ = ["cams_to_masks"]
 
@@ -39,34 +39,12 @@ def _compare(maps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return maps >= t[:, None, None]
 
 
-def _otsu_masks_native(
-    maps: torch.Tensor,
-    keep: torch.Tensor | None,
-    tissue: torch.Tensor | None,
-    min_size: int,
-) -> torch.Tensor:
-    """Steps 1-4 for float16/32 CPU maps with Otsu thresholds, validating the maps on the way.
-
-    One C pass per image (:func:`camseg._native.otsu_f32`): its range (for the
-    checks), and for the kept images the histogram, threshold, comparison and,
-    without a tissue mask, the removal of small components, while the image
-    is in cache; gated images stay all False. With a tissue mask the tissue
-    is applied first and the components are removed afterwards, in that order.
-    """
-    b, h, w = maps.shape
-    out = np.zeros((b, h, w), dtype=bool)
-    lo, hi, _, bad = _native.otsu_f32(
-        flat_float32_numpy(maps),
-        (h, w),
-        keep=None if keep is None else keep.numpy(),
-        out=out.reshape(b, -1),
-        min_size=min_size if tissue is None else 0,
-    )
-    check_map_values(maps, torch.from_numpy(lo), torch.from_numpy(hi), unit=True, bad=bad)
-    if tissue is not None:
-        out &= to_numpy(tissue)
-        small_objects_cpu(out, min_size, 1, out=out)
-    return torch.from_numpy(out)
+def _and_into(masks: torch.Tensor, other: torch.Tensor) -> None:
+    """``masks &= other`` in place; on the CPU through NumPy views (as :func:`_compare`)."""
+    if masks.device.type == "cpu":
+        np.logical_and(masks.numpy(), other.numpy(), out=masks.numpy())
+    else:
+        masks &= other
 
 
 def _thresholds(
@@ -89,7 +67,7 @@ def _thresholds(
                 f"(B,), but got {describe(threshold)}."
             )
         rows = None if keep is None else torch.nonzero(keep).squeeze(1)
-        t_rows = _otsu_from_range(maps.reshape(b, -1), rng, 256, rows).to(maps.dtype)
+        t_rows = otsu_from_range(maps.reshape(b, -1), rng, 256, rows).to(maps.dtype)
         t = t_rows if rows is None else inf.index_copy(0, rows, t_rows)
         # a constant map has nothing to separate: Otsu returns its value, and
         # `maps >= t` would mark every pixel; such maps give an empty mask
@@ -189,25 +167,32 @@ def cams_to_masks(
     if maps.shape[0] == 0:
         return torch.zeros(maps.shape, dtype=torch.bool, device=maps.device)
 
-    # gating by an infinite threshold: no pass over the gated maps
+    # 1-2. threshold and gate: per-image thresholds, +inf where the gate empties the mask
+    # (no pass over the gated maps). For Otsu, one C pass per image where the kernels
+    # apply: range, histogram, threshold, comparison and, without tissue, step 4 too.
     keep = None if p is None else p.to(maps.device) >= min_prob
-    if isinstance(threshold, str) and threshold == "otsu" and _native_ok(maps):
-        masks = _otsu_masks_native(maps, keep, tis, min_size)
-        return _fill_holes(masks) if fill_holes else masks
-    rng = map_range(maps, unit=True)
-    t = _thresholds(maps, rng, threshold, keep)
-    masks = _compare(maps, t)
+    fused = None
+    if isinstance(threshold, str) and threshold == "otsu":
+        fused = _native.otsu_masks(maps, keep=keep, min_size=min_size if tis is None else 0)
+    if fused is not None:
+        rng, masks = fused
+        check_range(maps, rng, unit=True)
+        active = None  # all images (the gated ones came back empty)
+    else:
+        rng = map_range(maps, unit=True)
+        t = _thresholds(maps, rng, threshold, keep)
+        masks = _compare(maps, t)
+        active = torch.isfinite(t)  # gated or constant maps have an empty mask
+    # 3. tissue
     if tis is not None:
-        masks &= tis.to(masks.device)
-    if min_size > 1:
-        arr = to_numpy(masks)
-        # images with an infinite threshold (gated or constant) are empty: skip them
-        active = torch.isfinite(t).cpu().numpy()
-        if active.all():
-            arr = small_objects_cpu(arr, min_size, 1)
-        elif active.any():
-            arr[active] = small_objects_cpu(arr[active], min_size, 1)
-        masks = from_numpy(arr, masks)
+        _and_into(masks, tis.to(masks.device))
+    # 4. small objects (unless the C pass removed them), on the images that can have any
+    if min_size > 1 and not (fused is not None and tis is None):
+        if active is None or bool(active.all()):
+            small_objects_removed(masks, min_size, 1, inplace=True)
+        elif bool(active.any()):
+            masks[active] = small_objects_removed(masks[active], min_size, 1, inplace=True)
+    # 5. holes
     if fill_holes:
         masks = _fill_holes(masks)
     return masks

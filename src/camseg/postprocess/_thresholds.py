@@ -25,7 +25,7 @@ from camseg._checks import (
     describe,
 )
 from camseg._curves import threshold_curve
-from camseg.postprocess._common import check_map_values, flat_float32_numpy, map_range
+from camseg.postprocess._common import check_range, map_range
 
 __all__ = ["best_threshold", "threshold_fixed", "threshold_otsu", "threshold_percentile"]
 
@@ -97,16 +97,7 @@ def _counts_exact(
     return torch.bincount(flat_idx.reshape(-1), minlength=c * nbins).reshape(c, nbins)
 
 
-def _native_ok(maps: torch.Tensor) -> bool:
-    """Whether the C kernel (:mod:`camseg._native`) computes Otsu for these maps."""
-    return (
-        _native.available()
-        and maps.device.type == "cpu"
-        and maps.dtype in (torch.float16, torch.float32)
-    )
-
-
-def _otsu_from_range(
+def otsu_from_range(
     flat: torch.Tensor, rng: torch.Tensor, nbins: int, rows: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Otsu thresholds of the rows ``rows`` (all if None) of ``flat`` ``(B, N)``.
@@ -188,16 +179,13 @@ def threshold_otsu(maps: torch.Tensor, *, nbins: int = 256) -> torch.Tensor:
     check_positive_int(nbins, "nbins", minimum=2)
     if t.shape[0] == 0:
         return t.new_zeros(0)
-    if _native_ok(t):
-        # one C pass per image: range, finiteness, histogram, threshold
-        lo, hi, thr, bad = _native.otsu_f32(
-            flat_float32_numpy(t), (t.shape[1], t.shape[2]), nbins=nbins
-        )
-        check_map_values(t, torch.from_numpy(lo), torch.from_numpy(hi), bad=bad)
-        return torch.from_numpy(thr).to(t.dtype)
+    fused = _native.otsu(t, nbins=nbins)  # one C pass per image: range, histogram, threshold
+    if fused is not None:
+        rng, thr = fused
+        check_range(t, rng)
+        return thr
     rng = map_range(t)
-    flat = t.reshape(t.shape[0], -1)
-    return _otsu_from_range(flat, rng, nbins).to(t.dtype)
+    return otsu_from_range(t.reshape(t.shape[0], -1), rng, nbins).to(t.dtype)
 
 
 def threshold_percentile(maps: torch.Tensor, *, q: float) -> torch.Tensor:

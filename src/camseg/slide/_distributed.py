@@ -10,7 +10,7 @@ own shard file (atomically: a temporary file in the same folder, then
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 import time
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
@@ -68,7 +68,7 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = _create_temp(dest)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
@@ -78,6 +78,20 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
             os.remove(tmp)
         raise
     return dest
+
+
+def _create_temp(dest: Path) -> tuple[int, str]:
+    """Create a fresh temporary file beside ``dest`` the way :func:`open` would.
+
+    Unlike :func:`tempfile.mkstemp` (always ``0o600``), the file gets mode
+    ``0o666`` less the process umask, and :func:`os.replace` keeps that mode.
+    """
+    while True:
+        tmp = str(dest.parent / f".{dest.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - a 48-bit name collision
+            continue
 
 
 def _shard_path(out_dir: Path, rank: int, world_size: int) -> Path:

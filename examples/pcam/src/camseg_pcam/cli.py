@@ -67,6 +67,16 @@ def parse_cam(items: Sequence[str]) -> dict[str, float]:
     return out
 
 
+_ROLE = re.compile(r":[\w:]+:`~?([^`<]*?)(?:\s*<([^>]*)>)?`")
+
+
+def _plain(text: str) -> str:
+    """Docstring RST to plain text for ``--help``: roles, literals and ``%`` (argparse)."""
+    text = _ROLE.sub(lambda m: (m.group(1) or m.group(2) or "").split(".")[-1], text)
+    text = text.replace("``", "").replace("`", "")
+    return text.replace("%", "%%")
+
+
 def _field_help() -> dict[str, str]:
     doc = TrainConfig.__doc__ or ""
     helps: dict[str, str] = {}
@@ -78,16 +88,54 @@ def _field_help() -> dict[str, str]:
             helps[current] = m.group(2)
         elif current and line.startswith(" " * 12):
             helps[current] += " " + line.strip()
-    return helps
+    return {name: _plain(h) for name, h in helps.items()}
+
+
+def _field_choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of the TrainConfig fields that take one of a set."""
+    import typing
+
+    from camseg_pcam import train as train_module
+    from camseg_pcam.models import MODELS
+
+    hints = typing.get_type_hints(TrainConfig, vars(train_module))
+    out: dict[str, tuple[str, ...]] = {"model": tuple(MODELS)}
+    for name, hint in hints.items():
+        if typing.get_origin(hint) is typing.Literal:
+            out[name] = tuple(str(v) for v in typing.get_args(hint))
+    return out
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` where a default means something (not for None/False flags)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "(default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (and exit 2, as argparse's)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     helps = _field_help()
+    choices = _field_choices()
+    defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         h = helps.get(f.name, "")
         if f.name == "preset":  # set by the --preset option below
             continue
+        # defaults stay SUPPRESS so --config can supply them; the help shows TrainConfig's
+        value = getattr(defaults, f.name)
+        shown = "none" if value in ({}, None) else value
+        h = f"{h} (default: {shown})"
         if f.name == "cam":
             p.add_argument(
                 "--cam", nargs="+", metavar="NAME=WEIGHT", default=argparse.SUPPRESS, help=h
@@ -98,7 +146,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             )
         else:
             kind: Any = {"int": int, "float": float}.get(str(f.type), str)
-            p.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=h)
+            p.add_argument(
+                flag, type=kind, choices=choices.get(f.name), default=argparse.SUPPRESS, help=h
+            )
     p.add_argument(
         "--config",
         help="a TOML file with TrainConfig fields and a [cam] table, or a run's config.json",
@@ -115,13 +165,17 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="camseg-pcam",
         description="PatchCamelyon with camseg: train, regularise CAMs, evaluate, report.",
+        formatter_class=_HelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("make-synthetic", help="write synthetic patches in the PCam file format")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+
+    p = command("make-synthetic", "Write synthetic patches in the PCam file format.")
     p.add_argument("out", help="output folder")
     p.add_argument(
         "--n",
@@ -130,7 +184,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=[2048, 512, 512],
         help="patches per split: one number or TRAIN VALID TEST",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the random seed")
     p.add_argument(
         "--chunk-rows", type=int, default=32, help="HDF5 chunk length along N (0: contiguous)"
     )
@@ -141,35 +195,44 @@ def _build_parser() -> argparse.ArgumentParser:
         help="write the Kaggle layout (train_labels.csv + train/*.tif) instead",
     )
 
-    _add_train_flags(sub.add_parser("train", help="train a classifier"))
+    _add_train_flags(command("train", "Train a classifier (flags override --config)."))
 
-    p = sub.add_parser("evaluate", help="evaluate a run and write the report")
+    p = command("evaluate", "Evaluate a run on a split and write the report.")
     p.add_argument("--run", required=True, help="the run folder")
     p.add_argument("--data", required=True, help="the PCam data folder")
-    p.add_argument("--out", help="report folder (default RUN/eval)")
-    p.add_argument("--checkpoint", default="best.pt")
-    p.add_argument("--split", default="test", choices=["test", "valid"])
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--faithfulness", type=int, default=32, help="positives for faithfulness")
-    p.add_argument("--no-figures", action="store_true")
-
-    p = sub.add_parser("predict", help="probability and CAM overlay per image")
-    p.add_argument("images", nargs="+", help="PNG/JPEG/TIFF files")
-    p.add_argument("--run", required=True)
-    p.add_argument("--out", help="output folder (default RUN/predict)")
-    p.add_argument("--checkpoint", default="best.pt")
-    p.add_argument("--device", default="cpu")
-
-    p = sub.add_parser("demo", help="synthetic data, baseline vs. CAM-regularised, CPU")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", help="report folder (default: RUN/eval)")
+    p.add_argument("--checkpoint", default="best.pt", help="checkpoint file inside the run")
     p.add_argument(
-        "--n", type=int, nargs=3, default=[2048, 512, 512], metavar=("TRAIN", "VAL", "TEST")
+        "--split", default="test", choices=["test", "valid"], help="the split to evaluate"
     )
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--width", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=128, help="patches per forward pass")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: cuda if present)")
+    p.add_argument(
+        "--faithfulness", type=int, default=32, help="positives for the faithfulness metrics"
+    )
+    p.add_argument("--no-figures", action="store_true", help="skip the report's figures")
+
+    p = command("predict", "Write the tumor probability and a CAM overlay per image.")
+    p.add_argument("images", nargs="+", help="PNG/JPEG/TIFF files")
+    p.add_argument("--run", required=True, help="the run folder")
+    p.add_argument("--out", help="output folder (default: RUN/predict)")
+    p.add_argument("--checkpoint", default="best.pt", help="checkpoint file inside the run")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+
+    p = command("demo", "Synthetic data, baseline vs. CAM-regularised training, on the CPU.")
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument(
+        "--n",
+        type=int,
+        nargs=3,
+        default=[2048, 512, 512],
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="synthetic patches per split",
+    )
+    p.add_argument("--epochs", type=int, default=6, help="epochs per run")
+    p.add_argument("--width", type=int, default=8, help="the small CNN's first-stage width")
+    p.add_argument("--seed", type=int, default=0, help="the random seed")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     return parser
 
 

@@ -126,7 +126,7 @@ class CamRegularizer:
             "center_evidence": L.CenterEvidenceLoss,
             "size": lambda: L.SizeLoss(bounds=size_bounds),
             "smoothness": L.SmoothnessLoss,
-            "equivariance": lambda: L.EquivarianceLoss("d4", sample=1),
+            "equivariance": lambda: L.EquivarianceLoss(transforms="d4", sample=1),
         }
         terms: dict[str, tuple[Callable[..., torch.Tensor], float]] = {}
         for name, w in weights.items():
