@@ -140,9 +140,7 @@ CALLABLES = sorted(_public_callables(), key=lambda kv: kv[0])
 
 #: the remainder of issue 10: signatures not yet converted. Each is a strict xfail, so
 #: converting one makes its test pass and fail as XPASS until it is removed from here.
-KNOWN_VIOLATIONS = {
-    ("keyword", "camseg.slide.check_reader"),
-}
+KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
 
 
 def _cases(rule: str) -> list[object]:

@@ -462,6 +462,50 @@ def _check_heatmap(value: Any, name: str) -> np.ndarray:
     return arr
 
 
+#: Rows x columns converted at a time by :func:`write_tiff_overlay` (bounded temporaries).
+_BAND_ELEMENTS = 1 << 22
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """``uint8`` copy of a float map in [0, 1] (``round(255 p)``), bool (0/255) or uint8 map.
+
+    Converted in bands of rows, so a memory-mapped map is never held as float64
+    (the temporaries are ``O(band)``, the result one byte per pixel).
+    """
+    if arr.dtype == np.uint8:
+        return arr
+    out = np.empty(arr.shape, np.uint8)
+    rows = max(1, _BAND_ELEMENTS // arr.shape[1])
+    lo, hi = math.inf, -math.inf
+    for y in range(0, arr.shape[0], rows):
+        band = np.asarray(arr[y : y + rows])
+        if band.dtype == np.bool_:
+            out[y : y + rows] = band.astype(np.uint8) * np.uint8(255)
+            continue
+        if not np.isfinite(band).all():
+            raise ValueError("Expected `maps` to be finite, but it holds NaN or infinite values.")
+        lo, hi = min(lo, float(band.min())), max(hi, float(band.max()))
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"Expected `maps` to lie in [0, 1], but its values reach [{lo:.4g}, {hi:.4g}]. "
+                "Hint: use SlideMaps.prob or a CAM stitched with cam_normalize='max'."
+            )
+        out[y : y + rows] = np.round(band.astype(np.float64) * 255.0)
+    return out
+
+
+def _halve(level: np.ndarray) -> np.ndarray:
+    """The next pyramid level: 2 x 2 means (rounded) of a ``uint8`` level, in row bands."""
+    h, w = level.shape[0] // 2, level.shape[1] // 2
+    out = np.empty((h, w), np.uint8)
+    rows = max(1, _BAND_ELEMENTS // max(1, 4 * w))
+    for y in range(0, h, rows):
+        n = min(rows, h - y)
+        band = level[2 * y : 2 * (y + n), : 2 * w].astype(np.float32)
+        out[y : y + n] = np.round(band.reshape(n, 2, w, 2).mean(axis=(1, 3)))
+    return out
+
+
 def write_tiff_overlay(
     path: str | os.PathLike[str],
     maps: torch.Tensor | np.ndarray,
@@ -508,20 +552,12 @@ def write_tiff_overlay(
     """
     import tifffile
 
-    if isinstance(maps, torch.Tensor) and maps.dtype == torch.bool:
-        arr = _as_numpy_2d(maps, "maps")
-    else:
-        arr = _as_numpy_2d(maps, "maps")
-    if arr.dtype == np.bool_:
-        data = arr.astype(np.uint8) * np.uint8(255)
-    elif arr.dtype == np.uint8:
-        data = arr
-    elif np.issubdtype(arr.dtype, np.floating):
-        data = np.round(_check_heatmap(arr, "maps").astype(np.float64) * 255.0).astype(np.uint8)
-    else:
+    arr = _as_numpy_2d(maps, "maps")
+    if not (arr.dtype in (np.bool_, np.uint8) or np.issubdtype(arr.dtype, np.floating)):
         raise TypeError(
             f"Expected `maps` to be floating (in [0, 1]), bool or uint8, but got dtype {arr.dtype}."
         )
+    data = _to_uint8(arr)
     if not isinstance(tile, int) or isinstance(tile, bool) or tile < 16 or tile % 16:
         raise ValueError(
             f"Expected `tile` to be a positive multiple of 16, but got {describe(tile)}."
@@ -540,10 +576,7 @@ def write_tiff_overlay(
         )
     levels = [np.ascontiguousarray(data)]
     while max(levels[-1].shape) > tile and min(levels[-1].shape) >= 2:
-        prev = levels[-1].astype(np.float32)
-        h, w = prev.shape[0] // 2 * 2, prev.shape[1] // 2 * 2
-        down = prev[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-        levels.append(np.round(down).astype(np.uint8))
+        levels.append(_halve(levels[-1]))
     w0 = levels[0].shape[1]
     with (
         _atomic_target(path, ".tif.tmp") as tmp,

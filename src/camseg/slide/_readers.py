@@ -89,8 +89,12 @@ class RegionReader(Protocol):
 _READER_MEMBERS = ("level_count", "mpp", "dimensions", "downsample", "read")
 
 
-def check_reader(reader: Any, name: str = "reader") -> RegionReader:
+def check_reader(reader: Any, *, name: str = "reader") -> RegionReader:
     """Raise ``TypeError`` unless ``reader`` has the :class:`RegionReader` members.
+
+    :func:`~camseg.slide.sliding_window` and :func:`~camseg.slide.read_tiles` call it
+    first, so a wrong object fails before any work with a message that says what is
+    missing, not deep inside the tiling loop.
 
     Args:
         reader: the object to check.
@@ -100,7 +104,8 @@ def check_reader(reader: Any, name: str = "reader") -> RegionReader:
         ``reader``, unchanged.
 
     Raises:
-        TypeError: naming the missing members, with a hint to :func:`open_slide`.
+        TypeError: naming the missing members (or the members that are not
+            callable), with a hint to :func:`open_slide`.
 
     Example:
         >>> import numpy as np
@@ -115,6 +120,15 @@ def check_reader(reader: Any, name: str = "reader") -> RegionReader:
         raise TypeError(
             f"Expected `{name}` to be a RegionReader (with {', '.join(_READER_MEMBERS)}), but "
             f"got {describe(reader)}, which lacks {', '.join(missing)}. Hint: "
+            "camseg.slide.open_slide(path) opens a slide file; ArrayReader wraps an array."
+        )
+    not_callable = [
+        m for m in ("dimensions", "downsample", "read") if not callable(getattr(reader, m))
+    ]
+    if not_callable:
+        raise TypeError(
+            f"Expected `{name}` to be a RegionReader, whose {', '.join(not_callable)} are "
+            f"methods, but got {describe(reader)}, where they are not callable. Hint: "
             "camseg.slide.open_slide(path) opens a slide file; ArrayReader wraps an array."
         )
     return reader

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import math
+import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from camseg._checks import check_one_of, check_positive_int, describe
-from camseg.slide._readers import RegionReader, check_region
+from camseg.slide._readers import RegionReader, check_reader, check_region
 from camseg.slide._splits import shard_indices
 from camseg.slide._tissue import TissueFilter
 
@@ -312,8 +316,10 @@ def read_tiles(reader: RegionReader, level: int, coords: torch.Tensor, tile: int
         ``(N, 3, tile, tile)`` ``uint8`` tensor on the CPU.
 
     Raises:
-        ValueError: if a tile lies entirely outside the level, or the level does not
-            exist.
+        TypeError: if ``reader`` is not a :class:`~camseg.slide.RegionReader`
+            (:func:`~camseg.slide.check_reader`), or ``tile`` is not an int.
+        ValueError: if ``coords`` is not ``(N, 2)``, a tile lies entirely outside the
+            level, or the level does not exist.
 
     Example:
         >>> import numpy as np, torch
@@ -324,6 +330,13 @@ def read_tiles(reader: RegionReader, level: int, coords: torch.Tensor, tile: int
                 [  0,   0, 255],
                 [255, 255, 255]], dtype=torch.uint8)
     """
+    check_reader(reader)
+    tile = check_positive_int(tile, "tile")
+    if not isinstance(coords, torch.Tensor) or coords.ndim != 2 or coords.shape[1] != 2:
+        raise ValueError(
+            "Expected `coords` to be an (N, 2) tensor of (x, y) corners, but got "
+            f"{describe(coords)}."
+        )
     level = check_region(reader, level, 0, 0, 1, 1)[0]
     width, height = reader.dimensions(level)
     out = np.full((len(coords), tile, tile, 3), PAD_VALUE, np.uint8)
@@ -429,126 +442,340 @@ def _run(
     return probs, maps
 
 
-class _Stitcher:
-    """Weighted accumulation of tile maps into output-resolution canvases.
+class _TensorSink:
+    """Output canvases ``(3, H_o, W_o)`` (prob, cam, weight) in memory, on the band's device."""
 
-    The weighting is one batched multiply; the accumulation is one in-place
-    slice add per tile. (A single ``index_add_`` scatter of all tiles was
-    measured several times slower on CPU: the slice adds are contiguous row
-    copies, the scatter is random access.)
+    def __init__(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.canvas = torch.zeros(3, height, width, dtype=dtype, device=device)
+
+    def write(self, row: int, block: torch.Tensor) -> None:
+        self.canvas[:, row : row + block.shape[1]] = block
+
+    def finish(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.canvas[0], self.canvas[1], self.canvas[2]
+
+    def abort(self) -> None:
+        pass
+
+
+_CANVAS_NAMES = ("prob", "cam", "weight")
+_NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+
+
+class _NpySink:
+    """Output canvases written row band by row band into ``prob/cam/weight.npy`` files.
+
+    Each file is created at its final size (sparse: zero rows cost no disk) under a
+    temporary name, filled with ``pwrite``-style seeks (never memory-mapped while
+    writing, so the written pages do not stay resident in this process), and moved
+    into place with ``os.replace`` at the end. The result is memory-mapped
+    copy-on-write: a page is read from disk only when it is used.
     """
 
-    def __init__(self, height: int, width: int, window: torch.Tensor) -> None:
+    def __init__(self, directory: Path, height: int, width: int, dtype: torch.dtype) -> None:
+        self.directory = directory
+        self.shape = (height, width)
+        self.np_dtype = np.dtype(_NUMPY_DTYPES[dtype])
+        self.row_bytes = width * self.np_dtype.itemsize
+        directory.mkdir(parents=True, exist_ok=True)
+        self.tmp: list[Path] = []
+        self.files: list[Any] = []
+        self.offsets: list[int] = []
+        try:
+            for name in _CANVAS_NAMES:
+                tmp = directory / f".{name}.npy.{os.getpid()}.tmp"
+                self.tmp.append(tmp)
+                fh = open(tmp, "wb")  # noqa: SIM115 -- closed in finish()/abort()
+                self.files.append(fh)
+                np.lib.format.write_array_header_1_0(
+                    fh,
+                    {
+                        "descr": np.lib.format.dtype_to_descr(self.np_dtype),
+                        "fortran_order": False,
+                        "shape": self.shape,
+                    },
+                )
+                self.offsets.append(fh.tell())
+                fh.truncate(self.offsets[-1] + height * self.row_bytes)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, row: int, block: torch.Tensor) -> None:
+        data = block.detach().to("cpu").numpy().astype(self.np_dtype, copy=False)
+        for c, fh in enumerate(self.files):
+            fh.seek(self.offsets[c] + row * self.row_bytes)
+            fh.write(np.ascontiguousarray(data[c]).tobytes())
+
+    def finish(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        finals = []
+        for tmp, fh, name in zip(self.tmp, self.files, _CANVAS_NAMES, strict=True):
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+            final = self.directory / f"{name}.npy"
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, final)
+            finals.append(final)
+        self.files, self.tmp = [], []
+        arrays = [np.load(f, mmap_mode="c") for f in finals]
+        return torch.from_numpy(arrays[0]), torch.from_numpy(arrays[1]), torch.from_numpy(arrays[2])
+
+    def abort(self) -> None:
+        for fh in self.files:
+            fh.close()
+        for tmp in self.tmp:
+            tmp.unlink(missing_ok=True)
+        self.files, self.tmp = [], []
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class _Stitcher:
+    """Weighted accumulation of tile maps into a band of output rows, flushed as it completes.
+
+    Tiles arrive row by row (ascending ``y``). The accumulator holds only a band of
+    ``2 T`` output rows (``T`` the tile side at output resolution) across the full
+    width; once a tile starts at row ``y``, every row above ``y`` is final, so it is
+    normalised (``sum w m / sum w``) and handed to the sink (in memory, or ``.npy``
+    files on disk), and the band moves down. Memory is ``O(T x W_o)`` plus the
+    sink's.
+
+    The weighting is one batched multiply; the accumulation is one in-place slice
+    add per tile. (A single ``index_add_`` scatter of all tiles was measured several
+    times slower on CPU: the slice adds are contiguous row copies, the scatter is
+    random access.)
+    """
+
+    def __init__(
+        self, height: int, width: int, window: torch.Tensor, sink: _TensorSink | _NpySink
+    ) -> None:
         self.h, self.w = height, width
         self.window = window
-        self.acc = torch.zeros(2, height, width, dtype=window.dtype, device=window.device)
-        self.wsum = torch.zeros(height, width, dtype=window.dtype, device=window.device)
+        self.t = int(window.shape[0])
+        self.cap = max(1, min(height, 2 * self.t))
+        self.band = torch.zeros(3, self.cap, width, dtype=window.dtype, device=window.device)
+        self.base = 0
+        self.sink = sink
 
     def add(self, values: torch.Tensor, corners: torch.Tensor) -> None:
         """``values`` ``(2, B, t, t)`` at output resolution, ``corners`` ``(B, 2)`` (x, y)."""
-        t = self.window.shape[0]
-        weighted = values.to(self.acc.dtype) * self.window
+        t = self.t
+        weighted = values.to(self.band.dtype) * self.window
         for i, (x, y) in enumerate(corners.tolist()):
             h, w = min(t, self.h - y), min(t, self.w - x)
             if h <= 0 or w <= 0:
                 continue
-            self.acc[:, y : y + h, x : x + w] += weighted[:, i, :h, :w]
-            self.wsum[y : y + h, x : x + w] += self.window[:h, :w]
+            if y < self.base:  # the tile order guarantees this never happens
+                raise RuntimeError(
+                    f"internal error: tile row {y} arrived after rows up to {self.base} were "
+                    "written; tiles must come in ascending rows"
+                )
+            if y + h > self.base + self.cap:
+                self._flush(y)
+            r = y - self.base
+            self.band[:2, r : r + h, x : x + w] += weighted[:, i, :h, :w]
+            self.band[2, r : r + h, x : x + w] += self.window[:h, :w]
+
+    def _flush(self, upto: int) -> None:
+        """Write the final rows ``[base, upto)`` and move the band down to ``upto``."""
+        k = min(upto - self.base, self.cap)
+        if k > 0:
+            acc, wsum = self.band[:2, :k], self.band[2, :k]
+            covered = wsum > 0
+            out = torch.where(covered, acc / wsum.clamp_min(1e-30), 0.0)
+            self.sink.write(self.base, torch.cat([out, wsum[None]]))
+            keep = self.cap - k
+            if keep:
+                self.band[:, :keep] = self.band[:, k:].clone()
+            self.band[:, keep:] = 0
+        self.base = upto  # rows past the band had no tile: the sink's zeros stand
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        covered = self.wsum > 0
-        out = torch.where(covered, self.acc / self.wsum.clamp_min(1e-30), 0.0)
-        return out[0], out[1], self.wsum
+        while self.base < self.h:
+            self._flush(min(self.h, self.base + self.cap))
+        return self.sink.finish()
 
 
-def _tile_fractions_from_mask(
-    mask: torch.Tensor, coords: torch.Tensor, tile: int, size: tuple[int, int]
-) -> torch.Tensor:
-    """Tissue fraction of each tile footprint in a (coarse) mask of the whole level."""
-    width, height = size
-    mh, mw = mask.shape
-    integral = F.pad(mask.double().cumsum(0).cumsum(1), (1, 0, 1, 0))
-    x0 = (coords[:, 0].double() * mw / width).floor().long().clamp(0, mw - 1)
-    y0 = (coords[:, 1].double() * mh / height).floor().long().clamp(0, mh - 1)
-    x1 = ((coords[:, 0] + tile).double() * mw / width).ceil().long()
-    x1 = torch.minimum(torch.maximum(x1, x0 + 1), torch.tensor(mw))
-    y1 = ((coords[:, 1] + tile).double() * mh / height).ceil().long()
-    y1 = torch.minimum(torch.maximum(y1, y0 + 1), torch.tensor(mh))
-    total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-    return (total / ((y1 - y0) * (x1 - x0)).double()).float()
+def _check_tissue_mask(tissue: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tissue.dtype != torch.bool or tissue.ndim != 2:
+        raise ValueError(
+            "Expected `tissue` mask to be a torch.bool tensor of shape (H, W), but got "
+            f"{describe(tissue)}."
+        )
+    mh, mw = tissue.shape
+    if mh == 0 or mw == 0 or abs((mh / size[1]) / (mw / size[0]) - 1.0) > 0.1:
+        raise ValueError(
+            f"Expected `tissue` mask to cover the whole level (width={size[0]}, "
+            f"height={size[1]}) at some scale, but its shape {(mh, mw)} has another "
+            "aspect ratio. Hint: compute it with slide_tissue_mask(reader)."
+        )
+    return tissue.cpu()
 
 
-def _select_tiles(
+def _mask_span(starts: torch.Tensor, tile: int, length: int, m: int) -> tuple[torch.Tensor, ...]:
+    """Mask cells ``[lo, hi)`` under tiles starting at ``starts`` (level pixels) on one axis."""
+    lo = (starts.double() * m / length).floor().long().clamp(0, m - 1)
+    hi = ((starts + tile).double() * m / length).ceil().long()
+    hi = torch.minimum(torch.maximum(hi, lo + 1), torch.tensor(m))
+    return lo, hi
+
+
+def _grid_rows(
     size: tuple[int, int],
     *,
     tile: int,
     stride: int,
     edge: Edge,
     quantum: int,
-    tissue: TissueFilter | torch.Tensor | None,
+    tissue: torch.Tensor | None,
     min_tissue: float,
     shard: tuple[int, int] | None,
-) -> tuple[torch.Tensor, TissueFilter | None]:
-    """Grid and tissue selection: the corners to run, and the per-tile filter if any."""
-    coords = tile_grid(size, tile=tile, stride=stride, edge=edge, quantum=quantum)
-    filt: TissueFilter | None = None
-    if isinstance(tissue, torch.Tensor):
-        if tissue.dtype != torch.bool or tissue.ndim != 2:
-            raise ValueError(
-                "Expected `tissue` mask to be a torch.bool tensor of shape (H, W), but got "
-                f"{describe(tissue)}."
-            )
-        mh, mw = tissue.shape
-        if mh == 0 or mw == 0 or abs((mh / size[1]) / (mw / size[0]) - 1.0) > 0.1:
-            raise ValueError(
-                f"Expected `tissue` mask to cover the whole level (width={size[0]}, "
-                f"height={size[1]}) at some scale, but its shape {(mh, mw)} has another "
-                "aspect ratio. Hint: compute it with slide_tissue_mask(reader)."
-            )
-        frac = _tile_fractions_from_mask(tissue.cpu(), coords, tile, size)
-        coords = coords[frac >= min_tissue]
-    elif isinstance(tissue, TissueFilter):
-        filt = tissue
-    elif tissue is not None:
+) -> tuple[int, Iterator[tuple[int, torch.Tensor]]]:
+    """The grid, lazily: ``(grid tile count, iterator of (grid tiles passed, corners (n, 2)))``.
+
+    Only the two axes of starts are held (``O(W / stride + H / stride)``), never the
+    ``N x 2`` table of a whole grid; with a tissue mask, each row's tissue fractions
+    come from the mask rows under that row of tiles (one column sum per row), and
+    with ``shard`` every ``world_size``-th selected tile is kept, counted across rows
+    (the same tiles as sharding the selected list).
+    """
+    width, height = size
+    _count(width, tile, stride, "x (width)")
+    _count(height, tile, stride, "y (height)")
+    xs = torch.tensor(_starts(width, tile, stride, edge, quantum, "x (width)"), dtype=torch.long)
+    ys = _starts(height, tile, stride, edge, quantum, "y (height)")
+    total = len(xs) * len(ys)
+
+    def rows() -> Iterator[tuple[int, torch.Tensor]]:
+        seen = 0
+        if tissue is not None:
+            mh, mw = tissue.shape
+            x0, x1 = _mask_span(xs, tile, width, mw)
+            col_area = (x1 - x0).double()
+        for y in ys:
+            corners = torch.stack([xs, torch.full_like(xs, y)], dim=1)
+            if tissue is not None:
+                y0, y1 = (int(v) for v in _mask_span(torch.tensor([y]), tile, height, mh))
+                cols = F.pad(tissue[y0:y1].sum(0, dtype=torch.int64).cumsum(0), (1, 0))
+                frac = ((cols[x1] - cols[x0]).double() / (col_area * (y1 - y0))).float()
+                corners = corners[frac >= min_tissue]
+            if shard is not None:
+                rank, world = shard
+                first = (rank - seen) % world
+                n = len(corners)
+                seen += n
+                corners = corners[first::world]
+            yield len(xs), corners
+
+    return total, rows()
+
+
+def _check_shard(shard: object) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    if not isinstance(shard, tuple) or len(shard) != 2:
         raise TypeError(
-            "Expected `tissue` to be a TissueFilter, a torch.bool mask or None, but got "
-            f"{describe(tissue)}."
+            f"Expected `shard` to be a tuple (rank, world_size), but got {describe(shard)}."
         )
-    if shard is not None:
-        if not isinstance(shard, tuple) or len(shard) != 2:
-            raise TypeError(
-                f"Expected `shard` to be a tuple (rank, world_size), but got {describe(shard)}."
-            )
-        coords = coords[shard_indices(len(coords), rank=shard[0], world_size=shard[1])]
-    return coords, filt
+    shard_indices(0, rank=shard[0], world_size=shard[1])  # validates rank and world_size
+    return int(shard[0]), int(shard[1])
+
+
+_DONE = object()
+
+
+def _batches(
+    rows: Iterator[tuple[int, torch.Tensor]], batch_size: int
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Regroup per-row corners into batches of ``batch_size`` (grid tiles passed, corners)."""
+    pending: list[torch.Tensor] = []
+    count = passed = 0
+    for n_grid, corners in rows:
+        passed += n_grid
+        while len(corners):
+            take = corners[: batch_size - count]
+            corners = corners[len(take) :]
+            pending.append(take)
+            count += len(take)
+            if count == batch_size:
+                yield passed, torch.cat(pending)
+                pending, count, passed = [], 0, 0
+    if pending or passed:
+        yield passed, torch.cat(pending) if pending else torch.zeros(0, 2, dtype=torch.long)
 
 
 def _tile_stream(
     reader: RegionReader,
     level: int,
-    coords: torch.Tensor,
+    rows: Iterator[tuple[int, torch.Tensor]],
     *,
+    total: int,
     tile: int,
     batch_size: int,
     filt: TissueFilter | None,
     device: torch.device,
     progress: bool,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches ``(corners (b, 2), uint8 tiles (b, 3, T, T) on device)``, filtered, non-empty."""
+    """Batches ``(corners (b, 2), uint8 tiles (b, 3, T, T) on device)``, filtered, non-empty.
+
+    Reading (and the per-tile tissue filter) runs one batch ahead in a background
+    thread, so it overlaps the model's forward pass on the caller's thread (tile
+    decoding, the reader's I/O and torch ops release the GIL). The reader is only
+    ever called from that one thread, one region at a time.
+    """
     from tqdm.auto import tqdm  # optional dependency (the `slide` extra): imported when used
 
-    bar = tqdm(total=len(coords), disable=not progress, desc="tiles", unit="tile", leave=False)
+    bar = tqdm(total=total, disable=not progress, desc="tiles", unit="tile", leave=False)
+    ready: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for passed, batch in _batches(rows, batch_size):
+                if stop.is_set():
+                    return
+                tiles = None
+                if len(batch):
+                    tiles = read_tiles(reader, level, batch, tile).to(device)
+                    if filt is not None:
+                        keep = filt(tiles).cpu()
+                        batch, tiles = batch[keep], tiles[keep.to(device)]
+                if not put((passed, batch, tiles)):
+                    return
+            put(_DONE)
+        except BaseException as err:  # re-raised on the caller's thread
+            put(err)
+
+    worker = threading.Thread(target=work, name="camseg-tile-reader", daemon=True)
+    worker.start()
     try:
-        for start in range(0, len(coords), batch_size):
-            batch = coords[start : start + batch_size]
-            tiles = read_tiles(reader, level, batch, tile).to(device)
-            if filt is not None:
-                keep = filt(tiles).cpu()
-                batch, tiles = batch[keep], tiles[keep.to(device)]
-            bar.update(min(batch_size, len(coords) - start))
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            passed, batch, tiles = item
+            bar.update(passed)
             if len(batch):
                 yield batch, tiles
     finally:
+        stop.set()
+        worker.join()
         bar.close()
 
 
@@ -597,6 +824,7 @@ def sliding_window(
     mpp_tolerance: float = 0.1,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    out: str | os.PathLike[str] | None = None,
     shard: tuple[int, int] | None = None,
     progress: bool = True,
 ) -> SlideMaps:
@@ -612,10 +840,16 @@ def sliding_window(
 
         M(p) = \frac{\sum_{t \ni p} w_t(p)\, m_t(p)}{\sum_{t \ni p} w_t(p)}
 
-    Memory holds one batch of tiles and the output canvases (three
-    ``(H_o, W_o)`` arrays), never the slide: choose ``output_downsample`` so the
-    canvases fit (``H_o = H_level // output_downsample``; each output pixel is the
-    area mean of ``output_downsample**2`` tile pixels).
+    Memory does not grow with the slide: the tile grid is walked row by row (never
+    materialised), reading runs one batch ahead in a background thread, and the
+    canvases are stitched in a band of ``2 * tile / output_downsample`` rows that is
+    normalised and written out as soon as no later tile can touch it. What stays is
+    one batch of tiles, the band, the corners and probabilities of the tiles run
+    (16 bytes each) and the output canvases (three ``(H_o, W_o)`` arrays,
+    ``H_o = H_level // output_downsample``; each output pixel is the area mean of
+    ``output_downsample**2`` tile pixels). With ``out=`` the canvases go to
+    ``.npy`` files instead and the result maps them from disk, so even they do not
+    have to fit in memory.
 
     Args:
         reader: a :class:`~camseg.slide.RegionReader`.
@@ -652,6 +886,11 @@ def sliding_window(
         mpp_tolerance: allowed relative mismatch of ``mpp``.
         device: where tiles, model inputs and canvases live (CPU by default).
         dtype: floating dtype of the canvases.
+        out: a directory: write the canvases to ``prob.npy``, ``cam.npy`` and
+            ``weight.npy`` there (atomically, replacing earlier ones) while
+            stitching, and return them as copy-on-write memory maps on the CPU
+            (``np.load(..., mmap_mode="c")``); ``None`` (default): in memory on
+            ``device``. ``dtype`` must then be float16, float32 or float64.
         shard: ``(rank, world_size)``: run only every ``world_size``-th tile of the
             grid (after selection by a tissue mask), starting at ``rank``; combine the
             ranks' results with :func:`merge_slide_maps` (tile-level sharding of one
@@ -663,8 +902,10 @@ def sliding_window(
         ``(H_o, W_o)``, plus the tiles run and their probabilities.
 
     Raises:
-        TypeError: if an option has the wrong type or the extractor returns
-            something other than ``(probs, maps)``.
+        TypeError: if ``reader`` is not a :class:`~camseg.slide.RegionReader`
+            (checked first, by :func:`~camseg.slide.check_reader`), an option has the
+            wrong type, or the extractor returns something other than
+            ``(probs, maps)``.
         ValueError: if ``stride <= 0``, the tile is larger than the level,
             ``output_downsample`` does not divide ``tile``/``stride``, the level's
             microns per pixel do not match ``mpp``, a region cannot be read, or the
@@ -682,6 +923,7 @@ def sliding_window(
         >>> out.coords.shape, out.weight.min() > 0
         (torch.Size([15, 2]), tensor(True))
     """
+    check_reader(reader)
     batch_size = check_positive_int(batch_size, "batch_size")
     tile = check_positive_int(tile, "tile")
     stride = tile if stride is None else check_positive_int(stride, "stride")
@@ -713,44 +955,65 @@ def sliding_window(
             )
     size = reader.dimensions(level)
     dev = _check_device(device) or torch.device("cpu")
-    coords, filt = _select_tiles(
+    filt: TissueFilter | None = None
+    mask: torch.Tensor | None = None
+    if isinstance(tissue, torch.Tensor):
+        mask = _check_tissue_mask(tissue, size)
+    elif isinstance(tissue, TissueFilter):
+        filt = tissue
+    elif tissue is not None:
+        raise TypeError(
+            "Expected `tissue` to be a TissueFilter, a torch.bool mask or None, but got "
+            f"{describe(tissue)}."
+        )
+    shard = _check_shard(shard)
+    out_dir = _check_out(out, dtype)
+    total, rows = _grid_rows(
         size,
         tile=tile,
         stride=stride,
         edge=edge,
         quantum=d,
-        tissue=tissue,
+        tissue=mask,
         min_tissue=min_tissue,
         shard=shard,
     )
     window = blend_window(tile // d, blend=blend, sigma=sigma, dtype=dtype, device=dev)
-    stitcher = _Stitcher(size[1] // d, size[0] // d, window)
-    kept_coords: list[torch.Tensor] = []
-    kept_probs: list[torch.Tensor] = []
-    stream = _tile_stream(
-        reader,
-        level,
-        coords,
-        tile=tile,
-        batch_size=batch_size,
-        filt=filt,
-        device=dev,
-        progress=progress,
+    h_o, w_o = size[1] // d, size[0] // d
+    sink: _TensorSink | _NpySink = (
+        _TensorSink(h_o, w_o, dtype, dev) if out_dir is None else _NpySink(out_dir, h_o, w_o, dtype)
     )
-    for batch, tiles in stream:
-        x = tiles.float().div_(255.0)
-        if transform is not None:
-            x = transform(x)
-        probs, maps = _run(extractor, x, targets, cam_normalize)
-        probs, maps = _tile_maps(
-            probs, maps, tile=tile, downsample=d, gate=gate, dtype=dtype, device=dev
+    try:
+        stitcher = _Stitcher(h_o, w_o, window, sink)
+        kept_coords: list[torch.Tensor] = []
+        kept_probs: list[torch.Tensor] = []
+        stream = _tile_stream(
+            reader,
+            level,
+            rows,
+            total=total,
+            tile=tile,
+            batch_size=batch_size,
+            filt=filt,
+            device=dev,
+            progress=progress,
         )
-        values = torch.stack([probs[:, None, None].expand_as(maps), maps])
-        stitcher.add(values, (batch // d).to(dev))
-        kept_coords.append(batch)
-        kept_probs.append(probs)
-
-    prob, cam, weight = stitcher.result()
+        for batch, tiles in stream:
+            x = tiles.float().div_(255.0)
+            if transform is not None:
+                x = transform(x)
+            probs, maps = _run(extractor, x, targets, cam_normalize)
+            probs, maps = _tile_maps(
+                probs, maps, tile=tile, downsample=d, gate=gate, dtype=dtype, device=dev
+            )
+            values = torch.stack([probs[:, None, None].expand_as(maps), maps])
+            stitcher.add(values, (batch // d).to(dev))
+            kept_coords.append(batch)
+            kept_probs.append(probs)
+        prob, cam, weight = stitcher.result()
+    except BaseException:
+        sink.abort()
+        raise
     coords_out = torch.cat(kept_coords) if kept_coords else torch.zeros(0, 2, dtype=torch.long)
     probs_out = torch.cat(kept_probs) if kept_probs else torch.zeros(0, dtype=dtype, device=dev)
     ds = reader.downsample(level) * d
@@ -764,6 +1027,21 @@ def sliding_window(
         downsample=ds,
         mpp=None if reader.mpp is None else reader.mpp * ds,
     )
+
+
+def _check_out(out: object, dtype: torch.dtype) -> Path | None:
+    if out is None:
+        return None
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"Expected `out` to be a directory path or None, but got {describe(out)}.")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"Expected `out` to be a directory, but {str(path)!r} is a file.")
+    if dtype not in _NUMPY_DTYPES:
+        raise ValueError(
+            f"Expected `dtype` to be float16, float32 or float64 with `out=`, but got {dtype}."
+        )
+    return path
 
 
 def slide_mask(

@@ -7,6 +7,7 @@ the one slide-specific check: focus, measured as the variance of the Laplacian.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 from camseg._checks import check_tensor, describe, to_unit_rgb
 from camseg.postprocess import tissue_mask
-from camseg.slide._readers import RegionReader
+from camseg.slide._readers import MAX_REGION_PIXELS, RegionReader, check_reader
 
 __all__ = ["TissueFilter", "laplacian_variance", "slide_tissue_mask", "tissue_fraction"]
 
@@ -163,31 +164,52 @@ class TissueFilter:
         return keep
 
 
+#: Pixels per band that :func:`slide_tissue_mask` reads at a time (12 MiB of RGB).
+_BAND_PIXELS = 1 << 22
+
+
+def _blur_halo(method: str, kwargs: dict[str, Any]) -> int:
+    """Rows of context a band needs so the saturation blur matches a one-shot read."""
+    if method != "saturation":
+        return 0
+    sigma = kwargs.get("sigma", 1.0)
+    if isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and math.isfinite(sigma):
+        return max(0, int(4.0 * float(sigma) + 0.5)) + 1  # tissue_mask truncates at 4 sigma
+    return 1  # tissue_mask rejects the value with its own message
+
+
 def slide_tissue_mask(
     reader: RegionReader,
     *,
     level: int | None = None,
     method: TissueMethod = "saturation",
+    max_pixels: int = MAX_REGION_PIXELS,
     **kwargs: Any,
 ) -> torch.Tensor:
     """Tissue mask of a whole (low-resolution) level, for cheap tile pre-selection.
 
-    Reads the level in one region, so pick a coarse level (the default is the
-    last, smallest one). Pass the result as ``tissue=`` to
-    :func:`camseg.slide.sliding_window` to skip background tiles without reading
-    them at full resolution.
+    The level is read in bands of rows (about 4 million pixels each, with enough
+    overlap for the saturation blur, so the mask equals a one-shot read), so only
+    the mask itself -- one byte per pixel -- grows with the level. Pick a coarse
+    level (the default is the last, smallest one); a level of more than
+    ``max_pixels`` pixels is refused before anything is read. Pass the result as
+    ``tissue=`` to :func:`camseg.slide.sliding_window` to skip background tiles
+    without reading them at full resolution.
 
     Args:
         reader: a :class:`~camseg.slide.RegionReader`.
         level: the level to read; the coarsest by default.
         method: pixel rule of :func:`camseg.postprocess.tissue_mask`.
+        max_pixels: the largest level (width x height) to build a mask of.
         **kwargs: further options of :func:`camseg.postprocess.tissue_mask`.
 
     Returns:
         ``torch.bool`` mask of shape ``(H_level, W_level)`` on the CPU.
 
     Raises:
-        ValueError: if the level does not exist.
+        TypeError: if ``reader`` is not a region reader or ``level`` is not an int.
+        ValueError: if the level does not exist or has more than ``max_pixels``
+            pixels.
 
     Example:
         >>> import numpy as np
@@ -196,13 +218,32 @@ def slide_tissue_mask(
         >>> slide_tissue_mask(ArrayReader(img), method="brightness").sum(dim=1)
         tensor([8, 8, 8, 8, 0, 0, 0, 0])
     """
+    check_reader(reader)
     if level is None:
         level = reader.level_count - 1
     if not isinstance(level, int) or isinstance(level, bool):
         raise TypeError(f"Expected `level` to be an int or None, but got {describe(level)}.")
+    if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
+        raise ValueError(
+            f"Expected `max_pixels` to be an int >= 1, but got {describe(max_pixels)}."
+        )
     width, height = reader.dimensions(level)
-    region = np.ascontiguousarray(reader.read(level, 0, 0, width, height))
-    image = torch.from_numpy(region).permute(2, 0, 1).unsqueeze(0)
-    mask = tissue_mask(image, method=method, **kwargs)
-    check_tensor(mask, "tissue_mask(...)")
-    return mask[0].cpu()
+    if width * height > max_pixels:
+        raise ValueError(
+            f"Expected a level of at most `max_pixels`={max_pixels} pixels for the tissue mask, "
+            f"but level {level} is {width} x {height} ({width * height} pixels). Hint: pass a "
+            "coarser `level` (the slide has "
+            f"{reader.level_count} level(s)), or a larger `max_pixels`."
+        )
+    halo = _blur_halo(method, kwargs)
+    rows = max(1, _BAND_PIXELS // max(1, width) - 2 * halo)
+    mask = torch.empty(height, width, dtype=torch.bool)
+    for y in range(0, height, rows):
+        n = min(rows, height - y)
+        top, bottom = max(0, y - halo), min(height, y + n + halo)
+        region = np.ascontiguousarray(reader.read(level, 0, top, width, bottom - top))
+        image = torch.from_numpy(region).permute(2, 0, 1).unsqueeze(0)
+        band = tissue_mask(image, method=method, **kwargs)
+        check_tensor(band, "tissue_mask(...)")
+        mask[y : y + n] = band[0, y - top : y - top + n].cpu()
+    return mask
