@@ -51,8 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine, summary, time_interleaved, write_results
 
-from camseg import _native
-from camseg.postprocess import cams_to_masks
+from camseg.postprocess import cams_to_masks, native_kernels
 
 MIN_SIZE = 32
 
@@ -127,7 +126,7 @@ def main() -> None:
     info.update(
         numpy=np.__version__,
         scikit_image=skimage.__version__,
-        camseg_native_kernels=_native.available(),
+        camseg_native_kernels=native_kernels(),
     )
     info["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     payload = {

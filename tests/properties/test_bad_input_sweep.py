@@ -1561,6 +1561,7 @@ NOT_APPLICABLE: dict[str, str] = {
     "camseg.slide.OpenSlideReader": "needs the optional openslide package and a slide file",
     "camseg.slide.dist_info": "takes no arguments",
     "camseg.slide.openslide_available": "takes no arguments",
+    "camseg.postprocess.native_kernels": "takes no arguments",
     "camseg.synthetic.SyntheticPatches": "a record returned by make_patches",
     "camseg.viz.COLORMAPS": "a constant",
     "camseg.viz.Colormap": "a type alias",

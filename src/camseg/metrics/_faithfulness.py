@@ -22,8 +22,8 @@ from camseg._checks import check_one_of, check_positive_int, describe
 from camseg.metrics._perturb import (
     ClassTargets,
     Model,
-    as_targets,
     check_images_maps,
+    class_indices,
     salience_rank,
     substrate_of,
     target_probability,
@@ -69,7 +69,7 @@ def _curve(
     n_pix = h * w
     with torch.no_grad():
         base = substrate_of(images, substrate, float(blur_sigma))
-        t = as_targets(targets, b, images.device)
+        t = class_indices(targets, b, images.device)
         if t is None:
             t = targets_from_model(model, images, bs)
         rank = salience_rank(m)[:, None]  # (B, 1, H, W)
@@ -382,7 +382,7 @@ def _explanation_scores(
     bs = check_positive_int(batch_size, "batch_size")
     b = images.shape[0]
     with torch.no_grad():
-        t = as_targets(targets, b, images.device)
+        t = class_indices(targets, b, images.device)
         if t is None:
             t = targets_from_model(model, images, bs)
         y_parts, o_parts = [], []

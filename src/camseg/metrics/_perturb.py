@@ -9,7 +9,7 @@ salience, and the substrates that replace removed pixels.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TypeAlias
 
 import torch
@@ -24,21 +24,20 @@ from camseg._checks import (
     check_tensor,
     describe,
 )
+from camseg._targets import ClassTargets, class_indices
+from camseg._targets import check_class_range as check_indices_range
 
 __all__ = [
     "ClassTargets",
     "Model",
-    "as_targets",
     "check_class_range",
     "check_images_maps",
+    "class_indices",
     "salience_rank",
     "substrate_of",
     "target_probability",
     "targets_from_model",
 ]
-
-ClassTargets: TypeAlias = int | Sequence[int] | torch.Tensor | None
-"""One class per image: ``None`` (the prediction), an int, a sequence or a LongTensor ``(B,)``."""
 
 Model: TypeAlias = Callable[[torch.Tensor], torch.Tensor]
 """A classifier ``(n, C, H, W) -> logits (n, K)``, ``(n, 1)`` or ``(n,)``."""
@@ -63,36 +62,6 @@ def check_images_maps(images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     return maps.to(images.dtype)
 
 
-def as_targets(targets: ClassTargets, b: int, device: torch.device) -> torch.Tensor | None:
-    """One class id per image as a LongTensor ``(b,)``, or None for the model's prediction."""
-    if targets is None:
-        return None
-    if isinstance(targets, bool):
-        raise TypeError(f"Expected `targets` to be class ids, but got {describe(targets)}.")
-    if isinstance(targets, int):
-        t = torch.full((b,), targets, dtype=torch.long, device=device)
-    else:
-        if isinstance(targets, torch.Tensor):
-            t = targets
-        elif isinstance(targets, Sequence) and not isinstance(targets, str):
-            t = torch.as_tensor(list(targets))
-        else:
-            raise TypeError(
-                f"Expected `targets` to be None, an int, a sequence or a LongTensor (B,), "
-                f"but got {describe(targets)}."
-            )
-        if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-            raise TypeError(f"Expected `targets` to hold integer class ids, but got {t.dtype}.")
-        if t.ndim != 1 or t.shape[0] != b:
-            raise ValueError(
-                f"Expected `targets` to have shape ({b},), one class per image, "
-                f"but got shape {tuple(t.shape)}."
-            )
-    if t.numel() and int(t.min()) < 0:
-        raise ValueError(f"Expected `targets` to be >= 0, but got {int(t.min())}.")
-    return t.to(device=device, dtype=torch.long)
-
-
 def _as_logits_2d(logits: torch.Tensor) -> torch.Tensor:
     """Logits as ``(n, C)``; a single-logit head stays ``(n, 1)``."""
     if not isinstance(logits, torch.Tensor):
@@ -111,16 +80,7 @@ def _as_logits_2d(logits: torch.Tensor) -> torch.Tensor:
 
 def check_class_range(targets: torch.Tensor, logits: torch.Tensor) -> None:
     """Raise ``ValueError`` unless every target is a class of the model's ``logits``."""
-    n_cls = _as_logits_2d(logits).shape[1]
-    if not targets.numel():
-        return
-    hi = int(targets.max())
-    if n_cls == 1 and hi > 1:
-        raise ValueError(f"Expected `targets` in [0, 1] for a single-logit head, but got {hi}.")
-    if n_cls > 1 and hi >= n_cls:
-        raise ValueError(
-            f"Expected `targets` in [0, {n_cls - 1}] for {n_cls} classes, but got {hi}."
-        )
+    check_indices_range(targets, _as_logits_2d(logits).shape[1])
 
 
 def target_probability(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:

@@ -36,8 +36,8 @@ from camseg.metrics._imputation import check_solver_options, impute
 from camseg.metrics._perturb import (
     ClassTargets,
     Model,
-    as_targets,
     check_images_maps,
+    class_indices,
     salience_rank,
     target_probability,
     targets_from_model,
@@ -283,7 +283,7 @@ def road_curve(
     n_pix = h * w
     n_p = len(pct)
     with torch.no_grad():
-        t = as_targets(targets, b, images.device)
+        t = class_indices(targets, b, images.device)
         if t is None:
             t = targets_from_model(model, images, bs)
         rank = salience_rank(m)  # (B, H, W), 0 = most relevant

@@ -20,8 +20,8 @@ from camseg._checks import (
 from camseg.capture import LayerSpec, resolve_layers
 from camseg.metrics._perturb import (
     ClassTargets,
-    as_targets,
     check_class_range,
+    class_indices,
     targets_from_model,
 )
 from camseg.metrics._ranking import average_ranks
@@ -240,7 +240,7 @@ def randomization_similarity(
 
     b = images.shape[0]
     work = copy.deepcopy(model)
-    t = as_targets(targets, b, images.device)
+    t = class_indices(targets, b, images.device)
     with torch.no_grad():
         if t is None:
             t = targets_from_model(work, images, b)

@@ -8,6 +8,7 @@ pieces into one call. Connected-component operations cross a clear CPU boundary
 stays in torch.
 """
 
+from camseg import _native
 from camseg.postprocess._crf import crf_refine
 from camseg.postprocess._gate import gate
 from camseg.postprocess._morphology import (
@@ -40,6 +41,7 @@ __all__ = [
     "fill_holes",
     "gate",
     "keep_largest_component",
+    "native_kernels",
     "pseudo_masks",
     "remove_small_objects",
     "threshold_fixed",
@@ -47,3 +49,20 @@ __all__ = [
     "threshold_percentile",
     "tissue_mask",
 ]
+
+
+def native_kernels() -> bool:
+    """Whether the compiled CPU kernels (Otsu, map range, small objects) are in use.
+
+    They are an optional speed-up of the CPU paths with the same results; they are off
+    when the extension was not built or ``CAMSEG_NO_NATIVE=1`` was set before import.
+    Benchmarks record this value next to their timings.
+
+    Returns:
+        True when the kernels are built and enabled.
+
+    Example:
+        >>> isinstance(native_kernels(), bool)
+        True
+    """
+    return _native.available()

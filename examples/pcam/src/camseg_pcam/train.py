@@ -42,6 +42,7 @@ from camseg import functional as CF
 from camseg import losses as L
 from camseg import metrics
 from camseg import postprocess as PP
+from camseg.slide import atomic_save, dist_info
 from camseg_pcam._validate import check_one_of, check_positive_int
 from camseg_pcam.augment import Augment
 from camseg_pcam.data import (
@@ -61,7 +62,6 @@ __all__ = [
     "CheckpointError",
     "TrainConfig",
     "TrainInterrupted",
-    "atomic_save",
     "build_datasets",
     "load_checkpoint_model",
     "load_config",
@@ -299,42 +299,10 @@ def to_float_images(images: torch.Tensor, *, channels_last: bool = False) -> tor
     return x.contiguous(memory_format=fmt)
 
 
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename.
-
-    Args:
-        obj: what to save.
-        path: the target file.
-
-    Example:
-        >>> import tempfile, os
-        >>> p = os.path.join(tempfile.mkdtemp(), "a.pt")
-        >>> atomic_save({"a": 1}, p)
-        >>> torch.load(p)["a"]
-        1
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _atomic_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def _dist_info() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment."""
-    return (
-        int(os.environ.get("RANK", "0")),
-        int(os.environ.get("WORLD_SIZE", "1")),
-        int(os.environ.get("LOCAL_RANK", "0")),
-    )
 
 
 def _pick_device(name: str, local_rank: int) -> torch.device:
@@ -612,7 +580,8 @@ def train(
         PCamFormatError: for missing or malformed data files.
     """
     cfg.validate()
-    rank, world, local_rank = _dist_info()
+    rank, world = dist_info()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _pick_device(cfg.device, local_rank)
     distributed = world > 1
     if distributed and not torch.distributed.is_initialized():
