@@ -52,6 +52,40 @@ def test_mil_pool_hand_values_and_limits() -> None:
 
 
 # --------------------------------------------------------------------------- mil_loss
+@pytest.mark.parametrize("pooling", ["lse", "max", "mean", "topk"])
+def test_mil_pool_per_sample_regions_equal_one_region_per_call(pooling: str) -> None:
+    z = _rand(4, 8, 8, seed=3)
+    g = torch.Generator().manual_seed(1)
+    regions = torch.zeros(4, 8, 8, dtype=torch.bool)
+    for b in range(4):  # a 4x4 label region at a different place per sample
+        oy, ox = (int(v) for v in torch.randint(0, 5, (2,), generator=g))
+        regions[b, oy : oy + 4, ox : ox + 4] = True
+    out = L.mil_pool(z, region=regions, pooling=pooling, k=3)  # type: ignore[arg-type]
+    one = [
+        L.mil_pool(z[b : b + 1], region=regions[b], pooling=pooling, k=3)  # type: ignore[arg-type]
+        for b in range(4)
+    ]
+    assert torch.allclose(out, torch.cat(one), atol=1e-12)
+    z.requires_grad_(True)
+    L.mil_pool(z, region=regions, pooling=pooling, k=3).sum().backward()  # type: ignore[arg-type]
+    assert z.grad is not None and bool((z.grad[~regions] == 0).all())
+
+
+def test_mil_pool_per_sample_region_errors() -> None:
+    z = torch.zeros(2, 6, 6)
+    with pytest.raises(ValueError, match=r"`region`.*shape"):
+        L.mil_pool(z, region=torch.ones(3, 6, 6, dtype=torch.bool))
+    with pytest.raises(TypeError, match=r"`region`"):
+        L.mil_pool(z, region=torch.ones(2, 6, 6))
+    empty = torch.ones(2, 6, 6, dtype=torch.bool)
+    empty[1] = False
+    with pytest.raises(ValueError, match=r"`region`.*at least one"):
+        L.mil_pool(z, region=empty)
+    assert L.mil_pool(torch.zeros(0, 6, 6), region=torch.ones(0, 6, 6, dtype=torch.bool)).shape == (
+        0,
+    )
+
+
 def test_mil_loss_is_bce_of_the_pooled_logit() -> None:
     z, y = _rand(4, 12, 12), torch.tensor([1, 0, 1, 0])
     s = L.mil_pool(z)

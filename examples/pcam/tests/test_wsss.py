@@ -1,4 +1,4 @@
-"""The ``wsss`` preset's configuration logic (fast: no training)."""
+"""The ``wsss`` preset: configuration logic, label-region crops (fast: no training)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ import dataclasses
 
 import pytest
 import torch
+from camseg_pcam.augment import label_crops
 from camseg_pcam.train import TrainConfig
-from camseg_pcam.wsss import PRESETS, RECIPES, STAGE1, preset_configs, recommended_recipe
+from camseg_pcam.wsss import (
+    PRESETS,
+    RECIPES,
+    STAGE1,
+    STAGE2,
+    preset_configs,
+    recommended_recipe,
+)
 
 from camseg.losses import mil_loss, mil_pool
 
@@ -18,7 +26,10 @@ def test_preset_keeps_the_users_settings_and_chains_the_stages() -> None:
     for stage in (s1, s2):
         assert (stage.lr, stage.seed, stage.batch_size) == (1e-3, 7, 32)
         assert stage.head == "mil" and stage.preset == "wsss"
-    assert s1.epochs == 5 and s2.epochs == 3  # half the epochs, rounded up
+    assert s1.epochs == 5 and s2.epochs == 5  # STAGE2["epoch_share"] = 1
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(STAGE2, "epoch_share", 0.5)
+        assert preset_configs(cfg, "wsss")[1].epochs == 3  # a share, rounded up
     assert s1.out.endswith("stage1") and s2.out == "run"
     assert s2.teacher == s2.init and s2.teacher.endswith("best.pt")
     for key, value in STAGE1.items():
@@ -67,3 +78,53 @@ def test_mil_head_logits_train_a_centre_detector() -> None:
     # The periphery's tumor in negatives is detected too (same feature), though it
     # was never supervised: the head learned "tumor", not "positive patch".
     assert bool((logits[labels == 0, 0, 0] > 0).all())
+
+
+# ------------------------------------------------------------ label-region crops
+
+
+def test_label_crops_keep_the_label_region_and_align_masks() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(16, 3, 96, 96)
+    masks = torch.rand(16, 96, 96) > 0.5
+    crops, cmasks, regions = label_crops(images, masks, size=48, generator=g)
+    assert crops.shape == (16, 3, 48, 48) and regions.shape == (16, 48, 48)
+    assert cmasks is not None and cmasks.shape == (16, 48, 48) and cmasks.dtype == torch.bool
+    offsets = set()
+    for i in range(16):
+        # find the crop's offset in the original image: the crop is a plain slice
+        ys, xs = torch.nonzero(regions[i], as_tuple=True)
+        oy, ox = 32 - int(ys.min()), 32 - int(xs.min())
+        assert oy % 8 == 0 and ox % 8 == 0
+        offsets.add((oy, ox))
+        torch.testing.assert_close(crops[i], images[i, :, oy : oy + 48, ox : ox + 48])
+        assert torch.equal(cmasks[i], masks[i, oy : oy + 48, ox : ox + 48])
+        # the region is exactly the original centre 32x32, wherever it moved
+        assert int(regions[i].sum()) == 32 * 32
+        torch.testing.assert_close(crops[i][:, regions[i]], images[i, :, 32:64, 32:64].flatten(1))
+    assert len(offsets) > 1  # the region moves
+    # ... up to touching the crop's border, where the periphery sits at test time
+    assert bool(regions[:, 0, :].any() or regions[:, -1, :].any())
+
+
+def test_label_crops_full_size_is_the_identity_and_errors() -> None:
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(2, 3, 96, 96)
+    crops, none, regions = label_crops(images, None, size=96, generator=g)
+    assert none is None and torch.equal(crops, images)
+    assert int(regions.sum()) == 2 * 32 * 32 and bool(regions[:, 32:64, 32:64].all())
+    with pytest.raises(ValueError, match="`size`"):
+        label_crops(images, None, size=24, generator=g)  # smaller than the region
+    with pytest.raises(ValueError, match="`size`"):
+        label_crops(images, None, size=128, generator=g)
+    with pytest.raises(ValueError, match="`step`"):
+        label_crops(images, None, size=40, generator=g, step=20)  # none in [24, 32]
+    with pytest.raises(ValueError, match="square"):
+        label_crops(torch.rand(1, 3, 96, 64), None, size=48, generator=g)
+
+
+def test_crop_setting_is_validated() -> None:
+    for bad in (-8, 12):
+        with pytest.raises(ValueError, match="`crop`"):
+            TrainConfig(out="run", crop=bad).validate()
+    TrainConfig(out="run", crop=48).validate()

@@ -89,7 +89,10 @@ def mil_pool(
     Args:
         logits: ``(B, h, w)`` floating per-location logits (e.g. a GAP + linear head's
             linear CAM plus the bias, without ReLU).
-        region: the label region (default the PCam rule: the centred third).
+        region: the label region (default the PCam rule: the centred third), or a
+            ``torch.bool`` mask ``(B, h, w)`` with a region per sample (for
+            augmentations that move the label region with the image, e.g.
+            :func:`camseg_pcam.augment.label_crops` in the example).
         pooling: ``"lse"``, ``"max"``, ``"mean"`` or ``"topk"``.
         temperature: :math:`\tau > 0` of ``"lse"``, in logit units.
         k: how many logits ``"topk"`` averages (clipped to ``|R|``).
@@ -115,6 +118,8 @@ def mil_pool(
     check_one_of(pooling, "pooling", POOLINGS)
     tau = _check_temperature(temperature)
     check_positive_int(k, "k")
+    if isinstance(region, torch.Tensor) and region.ndim == 3:
+        return _pool_per_sample(z, _sample_regions(region, z), pooling, tau, k)
     inside = region_mask(region, (z.shape[1], z.shape[2]), device=z.device)
     vals = z[:, inside]  # (B, |R|)
     if pooling == "max":
@@ -125,6 +130,42 @@ def mil_pool(
         kk = min(k, vals.shape[1])
         return vals.topk(kk, dim=1).values.mean(dim=1)
     return tau * (torch.logsumexp(vals / tau, dim=1) - math.log(vals.shape[1]))
+
+
+def _sample_regions(region: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Check a per-sample region mask ``(B, h, w)`` against logits ``(B, h, w)``."""
+    if region.dtype != torch.bool:
+        raise TypeError(
+            f"Expected `region` as a tensor to be a torch.bool mask, but got {describe(region)}."
+        )
+    if tuple(region.shape) != tuple(z.shape):
+        raise ValueError(
+            "Expected a per-sample `region` mask to have the shape of `logits` "
+            f"{tuple(z.shape)}, but got {tuple(region.shape)}."
+        )
+    m = region.to(z.device)
+    if m.shape[0] and not bool(m.flatten(1).any(dim=1).all()):
+        raise ValueError("Expected every sample's `region` mask to hold at least one True pixel.")
+    return m
+
+
+def _pool_per_sample(
+    z: torch.Tensor, m: torch.Tensor, pooling: str, tau: float, k: int
+) -> torch.Tensor:
+    """The pooling rules of :func:`mil_pool` over a different region per sample."""
+    flat, keep = z.flatten(1), m.flatten(1)
+    if flat.shape[0] == 0:
+        return flat.sum(dim=1)
+    count = keep.sum(dim=1).to(z.dtype)
+    if pooling == "mean":
+        return torch.where(keep, flat, torch.zeros_like(flat)).sum(dim=1) / count
+    hidden = flat.masked_fill(~keep, -math.inf)
+    if pooling == "max":
+        return hidden.amax(dim=1)
+    if pooling == "topk":
+        kk = min(k, int(count.min()))
+        return hidden.topk(kk, dim=1).values.mean(dim=1)
+    return tau * (torch.logsumexp(hidden / tau, dim=1) - torch.log(count))
 
 
 def mil_loss(

@@ -25,6 +25,13 @@ PCAM_REGION = 1.0 / 3.0
 def _centre_mask(
     region: float | torch.Tensor, h: int, w: int, device: torch.device
 ) -> torch.Tensor:
+    if isinstance(region, torch.Tensor) and region.ndim == 3:
+        if region.dtype != torch.bool or tuple(region.shape[1:]) != (h, w):
+            raise ValueError(
+                f"Expected a per-sample `region` to be a torch.bool mask of shape (B, {h}, {w}), "
+                f"but got {describe(region)}."
+            )
+        return region.to(device)
     if isinstance(region, torch.Tensor):
         if region.dtype != torch.bool or tuple(region.shape) != (h, w):
             raise ValueError(
@@ -75,8 +82,9 @@ def pseudo_masks(
         margin: :math:`\delta` in ``[0, 0.5)``; 0 labels every pixel (a tie at 0.5 is
             background), larger values ignore more.
         region: the label region: the side of a centred square as a fraction of the
-            map (default the PCam rule, the centred third) or a ``torch.bool`` mask
-            ``(H, W)``.
+            map (default the PCam rule, the centred third), a ``torch.bool`` mask
+            ``(H, W)``, or one mask per sample ``(B, H, W)`` (for crops that move the
+            label region).
 
     Returns:
         ``torch.int8`` ``(B, H, W)`` with values 1, 0 and -1, on ``probs``' device.
@@ -106,6 +114,11 @@ def pseudo_masks(
     out = torch.full(p.shape, -1, dtype=torch.int8, device=p.device)
     out[p >= 0.5 + margin] = 1
     out[p <= 0.5 - margin] = 0
-    neg_centre = (~y.to(p.device))[:, None, None] & centre[None]
+    if centre.ndim == 3 and centre.shape[0] != p.shape[0]:
+        raise ValueError(
+            f"Expected a per-sample `region` with {p.shape[0]} masks (the batch of `probs`), "
+            f"but got {centre.shape[0]}."
+        )
+    neg_centre = (~y.to(p.device))[:, None, None] & (centre if centre.ndim == 3 else centre[None])
     out[neg_centre] = 0
     return out

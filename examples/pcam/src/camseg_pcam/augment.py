@@ -22,6 +22,9 @@ divided by :math:`-\log 10^{-6}`), so the two agree numerically:
     \qquad I = \exp\big(\log(10^{-6}) \, C M\big)
 
 with :math:`M` the stain matrix (rows: H, E, DAB optical densities).
+
+:func:`label_crops` is the fourth, separate step of ``train --crop``: crops that
+keep the PCam label region whole, and where it moved to.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "d4_transform",
     "hed_jitter",
     "hed_to_rgb",
+    "label_crops",
     "rgb_to_hed",
 ]
 
@@ -260,3 +264,75 @@ class Augment:
             mean = images.mean(dim=(1, 2, 3), keepdim=True)
             images = ((images - mean) * c + mean + br).clamp(0.0, 1.0)
         return images, masks
+
+
+def label_crops(
+    images: torch.Tensor,
+    masks: torch.Tensor | None,
+    *,
+    size: int,
+    generator: torch.Generator,
+    step: int = 8,
+    region: float = 1.0 / 3.0,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Random square crops that contain the label region, and where it lies in each.
+
+    The PCam label speaks of the centre region only, so a crop that keeps the whole
+    region keeps the label; the region moves with the crop. Training on such crops puts
+    the label region at every distance from the image border (up to touching it), which
+    is where a patch's periphery sits at test time: per-location heads trained by
+    multiple-instance learning then see border conditions in training that they meet
+    in the periphery. Offsets are multiples of ``step`` (use the model's output stride,
+    so the region falls on whole map cells).
+
+    Args:
+        images: ``(B, C, H, W)`` images.
+        masks: ``(B, H, W)`` masks cropped alike, or ``None``.
+        size: the crop's side in pixels, at least the region's side, at most ``H``.
+        generator: a CPU generator for the offsets.
+        step: offsets are multiples of it.
+        region: the label region: the side of a centred square as a fraction of ``H``.
+
+    Returns:
+        ``(images, masks, regions)``: the crops ``(B, C, size, size)``, the masks'
+        crops (or ``None``), and ``(B, size, size)`` bool masks of the label region in
+        each crop.
+
+    Raises:
+        ValueError: if no crop of that size holds the region at a multiple of ``step``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x, _, r = label_crops(torch.rand(2, 3, 96, 96), None, size=64, generator=g)
+        >>> x.shape, r.shape, r.sum(dim=(1, 2)).tolist()
+        (torch.Size([2, 3, 64, 64]), torch.Size([2, 64, 64]), [1024, 1024])
+    """
+    _check_images(images)
+    b, _, h, w = images.shape
+    if h != w:
+        raise ValueError(f"Expected square `images`, but got shape {tuple(images.shape)}.")
+    lo = round(h * (1.0 - region) / 2.0)
+    hi = h - lo
+    if not (hi - lo <= size <= h):
+        raise ValueError(
+            f"Expected `size` between the label region's side {hi - lo} and the image side "
+            f"{h}, but got {size!r}."
+        )
+    starts = [o for o in range(max(0, hi - size), min(lo, h - size) + 1) if o % step == 0]
+    if not starts:
+        raise ValueError(
+            f"Expected a crop of side {size} to hold the label region [{lo}, {hi}) at an "
+            f"offset that is a multiple of `step`={step}, but there is none."
+        )
+    choice = torch.tensor(starts)
+    oy = choice[torch.randint(0, len(starts), (b,), generator=generator)].to(images.device)
+    ox = choice[torch.randint(0, len(starts), (b,), generator=generator)].to(images.device)
+    span = torch.arange(size, device=images.device)
+    rows, cols = oy[:, None] + span, ox[:, None] + span  # (B, size)
+    bi = torch.arange(b, device=images.device)[:, None, None]
+    crops = images.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]
+    out_masks = None if masks is None else masks[bi, rows[:, :, None], cols[:, None, :]]
+    inside_r = (rows >= lo) & (rows < hi)
+    inside_c = (cols >= lo) & (cols < hi)
+    regions = inside_r[:, :, None] & inside_c[:, None, :]
+    return crops.permute(0, 3, 1, 2).contiguous(), out_masks, regions

@@ -44,7 +44,7 @@ from camseg import metrics
 from camseg import postprocess as PP
 from camseg.slide import atomic_save, dist_info
 from camseg_pcam._validate import check_one_of, check_positive_int
-from camseg_pcam.augment import Augment
+from camseg_pcam.augment import Augment, label_crops
 from camseg_pcam.data import (
     KagglePCam,
     PCamBatchSampler,
@@ -135,6 +135,9 @@ class TrainConfig:
         pseudo_weight: weight of the dense loss.
         mask_supervision: train the per-location head on the train split's true
             masks with the same dense loss (fully supervised; a ceiling).
+        crop: train on random crops of this side that hold the label region
+            (:func:`camseg_pcam.augment.label_crops`, offsets multiples of 8; the
+            ``"mil"`` head pools over the moved region); 0 trains on whole patches.
         preset: the preset that wrote this config (``"wsss"``), informational.
     """
 
@@ -178,6 +181,7 @@ class TrainConfig:
     pseudo_margin: float = 0.25
     pseudo_weight: float = 1.0
     mask_supervision: bool = False
+    crop: int = 0
     preset: str | None = None
 
     def validate(self) -> None:
@@ -208,6 +212,9 @@ class TrainConfig:
             )
         if not self.pseudo_weight >= 0:
             raise ValueError(f"Expected `pseudo_weight` >= 0, but got {self.pseudo_weight!r}.")
+        check_positive_int(self.crop, "crop", minimum=0)
+        if self.crop and self.crop % 8:
+            raise ValueError(f"Expected `crop` to be 0 or a multiple of 8, but got {self.crop!r}.")
         if self.teacher and self.mask_supervision:
             raise ValueError(
                 "Expected at most one of `teacher` and `mask_supervision`, but got both."
@@ -803,9 +810,16 @@ def _resume(run: _Run) -> None:
 
 
 def _dense_targets(
-    run: _Run, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor | None
+    run: _Run,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    masks: torch.Tensor | None,
+    regions: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
-    """Pixel targets of a batch: true masks (``mask_supervision``) or teacher pseudo-masks."""
+    """Pixel targets of a batch: true masks (``mask_supervision``) or teacher pseudo-masks.
+
+    ``regions`` are the label regions of cropped images (``(B, H, W)``), else the centre.
+    """
     if run.cfg.mask_supervision and masks is not None:
         return masks.to(torch.int8)
     if run.teacher is None:
@@ -814,7 +828,18 @@ def _dense_targets(
         _, tfeats = run.teacher.forward_features(x)
         size = (x.shape[-2], x.shape[-1])
         probs = torch.sigmoid(CF.upsample(run.teacher.tumor_logits(tfeats), size))
-        return PP.pseudo_masks(probs, y, margin=run.cfg.pseudo_margin)
+        region = regions if regions is not None else 1.0 / 3.0
+        return PP.pseudo_masks(probs, y, margin=run.cfg.pseudo_margin, region=region)
+
+
+def _moved_region_logits(
+    model: GAPClassifier, feats: torch.Tensor, regions: torch.Tensor
+) -> torch.Tensor:
+    """Two-class logits of a ``"mil"`` head pooled over each crop's own label region."""
+    z = model.tumor_logits(feats)
+    cells = F.adaptive_max_pool2d(regions[:, None].float(), tuple(z.shape[-2:]))[:, 0] > 0
+    s = L.mil_pool(z, region=cells)
+    return torch.stack([-0.5 * s, 0.5 * s], dim=1)
 
 
 def _train_epoch(run: _Run, epoch: int) -> dict[str, Any]:
@@ -849,11 +874,16 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, Any]:
         masks = batch["mask"].to(device) if "mask" in batch else None
         if run.augment is not None:
             x, masks = run.augment(x, masks, gen)
+        regions = None
+        if cfg.crop and cfg.crop < x.shape[-1]:
+            x, masks, regions = label_crops(x, masks, size=cfg.crop, generator=gen)
         if run.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        targets = _dense_targets(run, x, y, masks)
+        targets = _dense_targets(run, x, y, masks, regions)
         with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
             logits, feats = run.net(x, return_features=True)
+            if regions is not None and model.head == "mil":
+                logits = _moved_region_logits(model, feats, regions)
             ce = F.cross_entropy(logits.float(), y, reduction="none")
             cw = run.class_weights
             ce = (ce * cw[y]).mean() if cw is not None else ce.mean()

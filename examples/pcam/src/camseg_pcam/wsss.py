@@ -8,8 +8,15 @@ Two stages, each one :func:`camseg_pcam.train.train` run, on image labels only:
    PCam label region) by a smooth maximum (:func:`camseg.losses.mil_pool`) into the
    image logit. Cross-entropy on it is :func:`camseg.losses.mil_loss`: a negative's
    whole centre is pushed to background, a positive needs tumor somewhere in its
-   centre, the periphery gets no loss. The D4 augmentation keeps the label region in
-   place, so every location of the centre is seen in every orientation.
+   centre, the periphery gets no loss. Training runs on random 48×48 crops that hold
+   the label region (:func:`camseg_pcam.augment.label_crops`, offsets multiples of 8),
+   and the pooling window moves with it: the region then sits at every distance from
+   the image border, as the periphery does at test time, so the per-location head is
+   supervised under the border conditions it meets in the periphery. (On whole
+   patches it never is, and peripheral masks were measured worse: 0.537 against
+   0.667 micro IoU after stage 1 on ``camseg.synthetic``, 0.374 against 0.428 on the
+   second generator, one seed; 64×64 crops gave 0.599 and 0.410.) Crops of 48 px
+   also make the stage about 2.5× cheaper than whole patches.
 2. **Pseudo-mask self-training** (``RUN``): the stage-1 model is the teacher. On each
    augmented batch its per-pixel tumor probabilities become pseudo-masks
    (:func:`camseg.postprocess.pseudo_masks`: foreground at ``p >= 0.5 + margin``,
@@ -55,11 +62,13 @@ __all__ = [
 PRESETS: tuple[str, ...] = ("wsss",)
 
 #: Settings of stage 1 (MIL) that the preset imposes on the user's config.
-STAGE1: dict[str, Any] = {"head": "mil", "dense": True, "cam": {}}
+STAGE1: dict[str, Any] = {"head": "mil", "dense": True, "cam": {}, "crop": 48}
 
-#: Settings of stage 2 (self-training), on top of stage 1's; ``epochs`` is a
-#: fraction of the user's epochs (rounded up).
-STAGE2: dict[str, Any] = {"pseudo_margin": 0.25, "pseudo_weight": 1.0, "epoch_share": 0.5}
+#: Settings of stage 2 (self-training), on top of stage 1's; its epochs are
+#: ``epoch_share`` times the user's (rounded up). A stage 2 as long as stage 1 was
+#: chosen over half as long on validation splits of both generators (two seeds each:
+#: +0.008 to +0.044 micro IoU, and a higher AUC, in all four pairs).
+STAGE2: dict[str, Any] = {"pseudo_margin": 0.25, "pseudo_weight": 1.0, "epoch_share": 1.0}
 
 #: The mask recipes of :func:`camseg_pcam.evaluate.evaluate`, by name.
 RECIPES: dict[str, str] = {
@@ -110,7 +119,7 @@ def preset_configs(cfg: TrainConfig, preset: str = "wsss") -> list[TrainConfig]:
     Example:
         >>> s1, s2 = preset_configs(TrainConfig(out="run", epochs=6))
         >>> s1.out, s1.head, s2.out, s2.epochs, s2.teacher
-        ('run/stage1', 'mil', 'run', 3, 'run/stage1/best.pt')
+        ('run/stage1', 'mil', 'run', 6, 'run/stage1/best.pt')
     """
     if preset not in PRESETS:
         shown = ", ".join(repr(p) for p in PRESETS)
