@@ -9,7 +9,7 @@ demo's CPU recipe (small CNN of width 8, batch 64, lr 3e-3, 6 epochs). Rows:
   min-max, Otsu, gated by the classifier).
 - ``regularised``: the same with the demo's CAM term ``{"smoothness": 1.0}``.
 - ``stage1``: the preset's first stage alone (MIL head on dense maps, label-region crops).
-- ``preset``: ``--preset wsss`` (stage 1, then pseudo-mask self-training).
+- ``preset``: ``--preset wsss`` (stage 1, then two rounds of pseudo-mask self-training).
 - ``ceiling``: the preset's model trained on the true train masks (``mask_supervision``).
 
 Scored on the test split's exact masks: ``segmentation["recommended"]`` (micro IoU and

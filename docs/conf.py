@@ -68,7 +68,6 @@ nitpick_ignore = [
     # private Literal aliases and a Protocol of option types, spelled out in the text
     ("py:class", "TVNorm"),
     ("py:class", "MaskKind"),
-    ("py:class", "Group"),
     ("py:class", "camseg.slide._sliding._CAMOutput"),
     # Sphinx 9 renders an alias nested in a generic (``Sequence[LayerSpec]``) as this
     ("py:class", "TypeAliasForwardRef"),
@@ -79,6 +78,7 @@ autodoc_type_aliases = {
     "LayerSpec": "camseg.capture.LayerSpec",
     "Reshape": "camseg.capture.Reshape",
     "NormalizeMode": "camseg.functional.NormalizeMode",
+    "Group": "camseg.functional.Group",
     "Reduction": "camseg.losses.Reduction",
     "Region": "camseg.losses.Region",
     "CamFn": "camseg.losses.CamFn",

@@ -26,17 +26,6 @@ def _not_equivariant(x: torch.Tensor) -> torch.Tensor:
     return x.mean(1) * ramp
 
 
-# --------------------------------------------------------------------------- group
-def test_transform_group_elements_are_distinct() -> None:
-    x = torch.arange(16.0).view(1, 4, 4)
-    for name, n in (("d4", 8), ("c4", 4), ("flips", 3)):
-        group = L.transform_group(name)  # type: ignore[arg-type]
-        assert len(group) == n and group[0] == (0, False)
-        images = {tuple(L._consistency._apply(x, e).flatten().tolist()) for e in group}
-        assert len(images) == n
-    assert L.transform_group(None) == [(0, False)]
-
-
 # --------------------------------------------------------------------------- equivariance
 def test_equivariance_zero_for_pointwise_cam() -> None:
     x = _rand(2, 3, 6, 6)

@@ -382,6 +382,32 @@ case(
     },
 )
 case(
+    "camseg.functional.transform_group",
+    build=lambda ctx: {"transforms": "d4"},
+    call=fn_call(CF.transform_group),
+    options={"transforms": Opt(("bogus", 3))},
+    empty=False,
+)
+case(
+    "camseg.functional.apply_transform",
+    build=lambda ctx: {"x": ctx.maps(), "element": (1, True)},
+    call=fn_call(CF.apply_transform),
+    tensors={"x": T("none", (3,), finite=False)},
+    options={"element": Opt(((1,), "x", (1.5, True), (1, "yes"), None)), "inverse": Opt(BOOL_OPT)},
+    ok={
+        "x:dtype": "a permutation of the elements: any dtype is kept",
+        "x:ndim+": "any (..., h, w) turns on its last two axes",
+        "x:ndim-": "a single (h, w) map is a valid input",
+    },
+)
+case(
+    "camseg.functional.transform_mean",
+    build=lambda ctx: {"fn": lambda im: im.mean(1), "images": ctx.images()},
+    call=fn_call(CF.transform_mean),
+    tensors={"images": IMAGES},
+    options={"fn": Opt((5, None)), "transforms": Opt(CHOICE)},
+)
+case(
     "camseg.functional.tokens_to_grid",
     build=lambda ctx: {"tokens": ctx.rand(ctx.B, 1 + ctx.H * ctx.W, 4), "grid": (ctx.H, ctx.W)},
     call=fn_call(CF.tokens_to_grid),
@@ -550,13 +576,6 @@ case(
         "size": Opt(((0, 0), (-1, 4), (4,), "x", None)),
         "device": Opt(("nodevice", 5)),
     },
-    empty=False,
-)
-case(
-    "camseg.losses.transform_group",
-    build=lambda ctx: {"transforms": "d4"},
-    call=fn_call(L.transform_group),
-    options={"transforms": Opt(("bogus", 3))},
     empty=False,
 )
 
@@ -1537,6 +1556,7 @@ NOT_APPLICABLE: dict[str, str] = {
     "camseg.Targets": "a type alias",
     "camseg.__version__": "a string",
     "camseg.functional.NormalizeMode": "a type alias",
+    "camseg.functional.Group": "a type alias",
     "camseg.losses.CamFn": "a type alias",
     "camseg.losses.ScoreFn": "a type alias",
     "camseg.losses.Pooling": "a type alias",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,16 +23,26 @@ from camseg.losses import mil_loss, mil_pool
 
 def test_preset_keeps_the_users_settings_and_chains_the_stages() -> None:
     cfg = TrainConfig(out="run", epochs=5, lr=1e-3, seed=7, batch_size=32)
-    s1, s2 = preset_configs(cfg, "wsss")
-    for stage in (s1, s2):
+    stages = preset_configs(cfg, "wsss")
+    assert len(stages) == 1 + STAGE2["rounds"]
+    for stage in stages:
         assert (stage.lr, stage.seed, stage.batch_size) == (1e-3, 7, 32)
         assert stage.head == "mil" and stage.preset == "wsss"
-    assert s1.epochs == 5 and s2.epochs == 5  # STAGE2["epoch_share"] = 1
+        assert stage.epochs == 5  # STAGE2["epoch_share"] = 1
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(STAGE2, "epoch_share", 0.5)
         assert preset_configs(cfg, "wsss")[1].epochs == 3  # a share, rounded up
-    assert s1.out.endswith("stage1") and s2.out == "run"
-    assert s2.teacher == s2.init and s2.teacher.endswith("best.pt")
+        mp.setitem(STAGE2, "rounds", 1)
+        assert [s.out for s in preset_configs(cfg, "wsss")] == [str(Path("run/stage1")), "run"]
+    s1, *rounds = stages
+    assert s1.out == str(Path("run/stage1")) and s1.teacher is None
+    assert rounds[-1].out == "run"  # the final model is where evaluate --run looks
+    previous = s1
+    for stage in rounds:  # each round's teacher and start is the previous stage's best
+        assert stage.teacher == stage.init == str(Path(previous.out) / "best.pt")
+        assert stage.teacher_transforms == STAGE2["teacher_transforms"]
+        previous = stage
+    assert len({s.out for s in stages}) == len(stages)
     for key, value in STAGE1.items():
         assert getattr(s1, key) == value
 
@@ -128,3 +139,53 @@ def test_crop_setting_is_validated() -> None:
         with pytest.raises(ValueError, match="`crop`"):
             TrainConfig(out="run", crop=bad).validate()
     TrainConfig(out="run", crop=48).validate()
+
+
+def test_teacher_probabilities_are_averaged_over_the_symmetries() -> None:
+    # stage 2's pseudo-masks come from the teacher's probabilities averaged over
+    # the 8 rotations and reflections: the same as averaging by hand, and the
+    # same pseudo-masks for a rotated batch, turned back
+    from types import SimpleNamespace
+
+    from camseg_pcam.models import build_model
+    from camseg_pcam.train import _dense_targets
+
+    from camseg import functional as CF
+    from camseg.postprocess import pseudo_masks
+
+    torch.manual_seed(0)
+    teacher = build_model("small", width=8, head="mil").eval()
+    x, y = torch.rand(4, 3, 48, 48), torch.tensor([0, 1, 0, 1])
+
+    def probs(im: torch.Tensor) -> torch.Tensor:
+        logits = teacher.tumor_logits(teacher.forward_features(im)[1])
+        return torch.sigmoid(CF.upsample(logits, im.shape[-2:]))
+
+    cfg = dataclasses.replace(TrainConfig(out="run"), teacher_transforms="d4")
+    run = SimpleNamespace(cfg=cfg, teacher=teacher)
+    got = _dense_targets(run, x, y, None)  # type: ignore[arg-type]
+    with torch.no_grad():
+        mean = torch.stack(
+            [
+                CF.apply_transform(probs(CF.apply_transform(x, e)), e, inverse=True)
+                for e in CF.transform_group("d4")
+            ]
+        ).mean(0)
+        single = probs(x)
+    assert got is not None
+    assert torch.equal(got, pseudo_masks(mean, y, margin=cfg.pseudo_margin, region=1.0 / 3.0))
+    turned = _dense_targets(run, CF.apply_transform(x, (1, True)), y, None)  # type: ignore[arg-type]
+    assert turned is not None
+    agree = (CF.apply_transform(turned, (1, True), inverse=True) == got).float().mean()
+    assert agree > 0.99  # equal up to float rounding at the thresholds
+    run.cfg = TrainConfig(out="run")  # "none": one pass
+    plain = _dense_targets(run, x, y, None)  # type: ignore[arg-type]
+    assert plain is not None
+    assert torch.equal(plain, pseudo_masks(single, y, margin=cfg.pseudo_margin, region=1.0 / 3.0))
+
+
+def test_teacher_transforms_setting() -> None:
+    with pytest.raises(ValueError, match="`teacher_transforms`"):
+        TrainConfig(out="run", teacher_transforms="d8").validate()  # type: ignore[arg-type]
+    s1, s2, *_ = preset_configs(TrainConfig(out="run"))
+    assert (s1.teacher_transforms, s2.teacher_transforms) == ("none", STAGE2["teacher_transforms"])

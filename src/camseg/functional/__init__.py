@@ -9,6 +9,7 @@ extractor equals the function applied to the captured tensors.
 
 from camseg.functional.filters import gaussian_blur
 from camseg.functional.maps import NormalizeMode, normalize, tokens_to_grid, upsample
+from camseg.functional.transforms import Group, apply_transform, transform_group, transform_mean
 from camseg.functional.weights import (
     eigencam,
     gradcam,
@@ -20,7 +21,9 @@ from camseg.functional.weights import (
 )
 
 __all__ = [
+    "Group",
     "NormalizeMode",
+    "apply_transform",
     "eigencam",
     "gaussian_blur",
     "gradcam",
@@ -30,6 +33,8 @@ __all__ = [
     "linear_cam",
     "normalize",
     "tokens_to_grid",
+    "transform_group",
+    "transform_mean",
     "upsample",
     "xgradcam",
 ]

@@ -22,7 +22,6 @@ from camseg.losses._consistency import (
     attention_mining_loss,
     equivariance_loss,
     puzzle_loss,
-    transform_group,
 )
 from camseg.losses._dense import MaskLoss, SmoothnessLoss, mask_loss, smoothness_loss
 from camseg.losses._mil import (
@@ -74,5 +73,4 @@ __all__ = [
     "size_loss",
     "smoothness_loss",
     "suppression_loss",
-    "transform_group",
 ]

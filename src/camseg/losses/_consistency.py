@@ -28,6 +28,7 @@ from camseg._checks import (
     check_tensor,
     describe,
 )
+from camseg.functional.transforms import Group, apply_transform, transform_group
 from camseg.losses._common import CamFn, ScoreFn, reduce
 
 __all__ = [
@@ -37,53 +38,10 @@ __all__ = [
     "attention_mining_loss",
     "equivariance_loss",
     "puzzle_loss",
-    "transform_group",
 ]
 
-Group = Literal["d4", "c4", "flips"]
 # a transform: ("rot", quarter turns, flip) or ("scale", factor, False)
 _Element = tuple[str, float, bool]
-
-
-def transform_group(transforms: Group | None) -> list[tuple[int, bool]]:
-    """The elements of a rotation/flip group as ``(quarter_turns, flip)`` pairs.
-
-    ``flip`` mirrors the last axis before rotating by ``quarter_turns × 90°``
-    counter-clockwise (``torch.rot90`` on the last two axes). The identity comes
-    first.
-
-    Args:
-        transforms: ``"d4"`` (8 rotations and reflections: histology has no canonical
-            orientation), ``"c4"`` (4 rotations), ``"flips"`` (identity, horizontal,
-            vertical flip) or None (the identity only).
-
-    Returns:
-        The list of elements.
-
-    Raises:
-        ValueError: if ``transforms`` is not one of the names.
-
-    Example:
-        >>> transform_group("flips")
-        [(0, False), (0, True), (2, True)]
-        >>> len(transform_group("d4"))
-        8
-    """
-    check_one_of(transforms, "transforms", ("d4", "c4", "flips", None))
-    if transforms is None:
-        return [(0, False)]
-    if transforms == "c4":
-        return [(k, False) for k in range(4)]
-    if transforms == "flips":
-        return [(0, False), (0, True), (2, True)]
-    return [(k, f) for f in (False, True) for k in range(4)]
-
-
-def _apply(x: torch.Tensor, element: tuple[int, bool]) -> torch.Tensor:
-    k, flip = element
-    if flip:
-        x = x.flip(-1)
-    return torch.rot90(x, k, dims=(-2, -1)) if k else x
 
 
 def _resize(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -149,8 +107,8 @@ def equivariance_loss(
             extractor with ``create_graph=True``.
         images: ``(B, C, H, W)`` float images.
         maps: ``cam_fn(images)`` if already computed (saves a pass), else None.
-        transforms: the rotation/flip group (see :func:`transform_group`); None for
-            rescalings only.
+        transforms: the rotation/flip group (see
+            :func:`camseg.functional.transform_group`); None for rescalings only.
         sample: how many non-identity transforms to draw per call (without
             replacement), or ``"all"``.
         scales: optional rescaling factors ``> 0`` (e.g. ``(0.5,)``) added to the
@@ -223,8 +181,8 @@ def equivariance_loss(
             ref = _resize(maps, out.shape[-2:])
         else:
             rot = (int(element[1]), bool(element[2]))
-            out = _call_cam(cam_fn, _apply(images, rot))
-            ref = _apply(maps, rot)
+            out = _call_cam(cam_fn, apply_transform(images, rot))
+            ref = apply_transform(maps, rot)
             if out.shape != ref.shape:
                 ref = _resize(ref, out.shape[-2:])
         total = total + (out - ref).abs().mean(dim=(1, 2))
@@ -396,7 +354,7 @@ class EquivarianceLoss(nn.Module):
     """Module form of :func:`equivariance_loss`.
 
     Args:
-        transforms: the rotation/flip group, see :func:`transform_group`.
+        transforms: the rotation/flip group, see :func:`camseg.functional.transform_group`.
         sample: non-identity transforms drawn per call, or ``"all"``.
         scales: optional rescaling factors.
         reduction: see :func:`equivariance_loss`.

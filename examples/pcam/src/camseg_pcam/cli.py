@@ -160,8 +160,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         "--preset",
         choices=["wsss"],
         default=None,
-        help="wsss: weakly-supervised segmentation in two stages (MIL on a dense head, "
-        "then pseudo-mask self-training); writes OUT/stage1 and the final model in OUT",
+        help="wsss: weakly-supervised segmentation (MIL on a dense head, then two rounds of "
+        "pseudo-mask self-training); writes OUT/stage1, OUT/stage2 and the final model in OUT",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 

@@ -130,6 +130,9 @@ class TrainConfig:
         teacher: a checkpoint whose per-location tumor probabilities give
             pseudo-masks (:func:`camseg.postprocess.pseudo_masks`) for a dense loss
             (:func:`camseg.losses.pseudo_mask_loss`): self-training.
+        teacher_transforms: average the teacher's probabilities over the rotations
+            and reflections of the batch (:func:`camseg.functional.transform_mean`):
+            ``"d4"`` (8 calls), ``"c4"``, ``"flips"`` or ``"none"`` (one call).
         pseudo_margin: pseudo-masks: foreground at p >= 0.5 + margin, background at
             p <= 0.5 - margin, the rest ignored.
         pseudo_weight: weight of the dense loss.
@@ -178,6 +181,7 @@ class TrainConfig:
     dense: bool = False
     init: str | None = None
     teacher: str | None = None
+    teacher_transforms: Literal["none", "d4", "c4", "flips"] = "none"
     pseudo_margin: float = 0.25
     pseudo_weight: float = 1.0
     mask_supervision: bool = False
@@ -206,6 +210,7 @@ class TrainConfig:
         for name in self.cam:
             check_one_of(name, "cam", CAM_TERMS)
         check_one_of(self.head, "head", HEADS)
+        check_one_of(self.teacher_transforms, "teacher_transforms", ("none", "d4", "c4", "flips"))
         if not 0.0 <= self.pseudo_margin < 0.5:
             raise ValueError(
                 f"Expected `pseudo_margin` to lie in [0, 0.5), but got {self.pseudo_margin!r}."
@@ -824,10 +829,15 @@ def _dense_targets(
         return masks.to(torch.int8)
     if run.teacher is None:
         return None
+    teacher = run.teacher
+
+    def tumor_probs(images: torch.Tensor) -> torch.Tensor:
+        logits = teacher.tumor_logits(teacher.forward_features(images)[1])
+        return torch.sigmoid(CF.upsample(logits, (images.shape[-2], images.shape[-1])))
+
+    group = None if run.cfg.teacher_transforms == "none" else run.cfg.teacher_transforms
     with torch.no_grad():
-        _, tfeats = run.teacher.forward_features(x)
-        size = (x.shape[-2], x.shape[-1])
-        probs = torch.sigmoid(CF.upsample(run.teacher.tumor_logits(tfeats), size))
+        probs = CF.transform_mean(tumor_probs, x, transforms=group)
         region = regions if regions is not None else 1.0 / 3.0
         return PP.pseudo_masks(probs, y, margin=run.cfg.pseudo_margin, region=region)
 
