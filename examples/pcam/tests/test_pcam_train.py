@@ -123,11 +123,6 @@ def test_resume_without_checkpoint(pcam_root: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="2e-5 mismatch between 2-process gloo DDP and one process since the second-wave "
-    "changes (seen with the old example code too); under investigation",
-    strict=False,
-)
 def test_ddp_two_processes_match_one_process(pcam_root: Path, tmp_path: Path) -> None:
     flags = [
         "train",
