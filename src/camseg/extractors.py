@@ -125,6 +125,7 @@ class BaseCAM:
         normalize: CF.NormalizeMode = "minmax",
         size: Size = "input",
         create_graph: bool = False,
+        aug_smooth: bool = False,
     ) -> torch.Tensor:
         """Compute maps for a batch.
 
@@ -137,6 +138,14 @@ class BaseCAM:
             size: ``"input"``, ``None`` (feature resolution) or ``(H, W)``.
             create_graph: make the maps differentiable w.r.t. the model's
                 parameters (one full-graph forward; for training losses).
+            aug_smooth: average the raw maps over the 8 rotations and reflections
+                of the images (histology has no orientation): the extractor runs on
+                each turned copy, each map is turned back, the mean is normalised.
+                The classes are fixed by the untransformed pass (``targets=None``
+                explains its top class in every copy); logits and targets returned
+                are that pass's. Costs 8 passes. pytorch-grad-cam's ``aug_smooth``
+                averages already normalised maps over flips and rescalings; the
+                maps differ.
 
         Returns:
             Maps ``(B, H, W)``, or ``(B, K, H, W)`` for ``(B, K)`` targets, on
@@ -160,7 +169,12 @@ class BaseCAM:
                 for the gradient-free methods, every activation.
         """
         return self.explain(
-            images, targets, normalize=normalize, size=size, create_graph=create_graph
+            images,
+            targets,
+            normalize=normalize,
+            size=size,
+            create_graph=create_graph,
+            aug_smooth=aug_smooth,
         ).maps
 
     def explain(
@@ -171,6 +185,7 @@ class BaseCAM:
         normalize: CF.NormalizeMode = "minmax",
         size: Size = "input",
         create_graph: bool = False,
+        aug_smooth: bool = False,
     ) -> CAMResult:
         """Like calling the extractor, but also return the logits and targets.
 
@@ -186,13 +201,43 @@ class BaseCAM:
             raise TypeError(
                 f"Expected `create_graph` to be a bool, but got {describe(create_graph)}."
             )
-        check_one_of(normalize, "normalize", ("minmax", "max", None))
+        if not isinstance(aug_smooth, bool):
+            raise TypeError(f"Expected `aug_smooth` to be a bool, but got {describe(aug_smooth)}.")
         if self.uses_gradients and torch.is_inference_mode_enabled():
             raise ValueError(
                 f"Expected {type(self).__name__} to be called outside torch.inference_mode(), "
                 "since it needs gradients w.r.t. the activations. camseg already records no "
                 "graph below the hooked layer; LinearCAM and EigenCAM work in inference mode."
             )
+        if not aug_smooth:
+            return self._explain(images, targets, normalize, out_size, create_graph)
+        # raw maps in the computation dtype, normalised and rounded once at the end
+        first = self._explain(images, targets, None, out_size, create_graph, cast=False)
+        fixed = first.targets if first.targets is not None else targets
+        total = first.maps
+        for k, flip in CF.transform_group("d4")[1:]:
+            turned = out_size if out_size is None or k % 2 == 0 else (out_size[1], out_size[0])
+            x = CF.apply_transform(images, (k, flip))
+            maps = self._explain(x, fixed, None, turned, create_graph, cast=False).maps
+            total = total + CF.apply_transform(maps, (k, flip), inverse=True)
+        maps = CF.normalize(total / 8, mode=normalize).to(images.dtype)
+        return CAMResult(maps, first.logits, first.targets)
+
+    # -- internals -----------------------------------------------------------
+    def _explain(
+        self,
+        images: torch.Tensor,
+        targets: Targets,
+        normalize: CF.NormalizeMode,
+        out_size: tuple[int, int] | None,
+        create_graph: bool,
+        *,
+        cast: bool = True,
+    ) -> CAMResult:
+        """One pass on checked arguments (``out_size`` resolved).
+
+        ``cast=False`` keeps the maps in the computation dtype, not ``images.dtype``.
+        """
         with self._capture.session(grad_at_layer=self.uses_gradients and not create_graph) as cap:
             logits, acts, grads, idx, has_k = self._forward(cap, images, targets, create_graph)
         names = [n for n, _ in self._capture.layers]
@@ -205,14 +250,14 @@ class BaseCAM:
         if has_k and not self.uses_gradients and raw[0].ndim == 3 and idx is not None:
             raw = [m.unsqueeze(1).expand(-1, idx.shape[1], -1, -1) for m in raw]
         maps = _fuse(raw, out_size)
-        maps = CF.normalize(maps, mode=normalize).to(images.dtype)
+        maps = CF.normalize(maps, mode=normalize)
+        maps = maps.to(images.dtype) if cast else maps
         if not create_graph:
             maps = maps.detach()
             if isinstance(logits, torch.Tensor):
                 logits = logits.detach()
         return CAMResult(maps, logits, idx)
 
-    # -- internals -----------------------------------------------------------
     def _forward(
         self, cap: LayerCapture, x: torch.Tensor, targets: Targets, create_graph: bool
     ) -> tuple[

@@ -187,5 +187,8 @@ def test_teacher_probabilities_are_averaged_over_the_symmetries() -> None:
 def test_teacher_transforms_setting() -> None:
     with pytest.raises(ValueError, match="`teacher_transforms`"):
         TrainConfig(out="run", teacher_transforms="d8").validate()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="without a `teacher`"):
+        TrainConfig(out="run", teacher_transforms="d4").validate()
+    TrainConfig(out="run", teacher="t.pt", teacher_transforms="d4").validate()
     s1, s2, *_ = preset_configs(TrainConfig(out="run"))
     assert (s1.teacher_transforms, s2.teacher_transforms) == ("none", STAGE2["teacher_transforms"])

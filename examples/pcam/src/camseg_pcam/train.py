@@ -220,6 +220,11 @@ class TrainConfig:
         check_positive_int(self.crop, "crop", minimum=0)
         if self.crop and self.crop % 8:
             raise ValueError(f"Expected `crop` to be 0 or a multiple of 8, but got {self.crop!r}.")
+        if self.teacher_transforms != "none" and not self.teacher:
+            raise ValueError(
+                "Expected `teacher_transforms` to be 'none' without a `teacher` (it averages "
+                f"the teacher's probabilities), but got {self.teacher_transforms!r}."
+            )
         if self.teacher and self.mask_supervision:
             raise ValueError(
                 "Expected at most one of `teacher` and `mask_supervision`, but got both."
