@@ -11,14 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
+import numpy as np
 import torch
 
 from camseg._checks import describe
 
-__all__ = ["ClassTargets", "Targets", "check_class_range", "class_indices", "resolve_scores"]
+__all__ = [
+    "ClassTargets",
+    "Targets",
+    "check_class_range",
+    "class_indices",
+    "gives_scores",
+    "resolve_scores",
+]
 
 Targets: TypeAlias = (
-    int | Sequence[int] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
+    int
+    | Sequence[int]
+    | torch.Tensor
+    | np.ndarray
+    | Callable[[torch.Tensor], torch.Tensor]
+    | Sequence[Callable[[torch.Tensor], torch.Tensor]]
+    | None
 )
 """What a CAM may be asked to explain.
 
@@ -27,16 +41,66 @@ Targets: TypeAlias = (
 - ``int``: the same class for every image.
 - sequence of ints or LongTensor ``(B,)``: one class per image.
 - LongTensor ``(B, K)``: ``K`` classes per image (maps ``(B, K, H, W)``).
+- NumPy integers work wherever ints do: scalars, arrays ``(B,)``/``(B, K)`` and
+  sequences of them (``list(np.argmax(probs, 1))``).
 - callable ``logits -> scores`` returning ``(B,)`` or ``(B, K)``: any
   differentiable score (a margin, a probability, a sum of classes).
+- sequence of ``B`` callables, one per image, each given that image's output
+  (``logits[i]``) and returning its score: pytorch-grad-cam's target objects
+  (``[ClassifierOutputTarget(3), ...]``) work unchanged. A callable that
+  returns several numbers is summed to one score, as pytorch-grad-cam does.
 
 For a single-logit binary head ``(B, 1)`` class 1 scores the logit and class 0
 scores its negative.
 """
 
 
-ClassTargets: TypeAlias = int | Sequence[int] | torch.Tensor | None
-"""One class per image: ``None`` (the prediction), an int, a sequence or a LongTensor ``(B,)``."""
+ClassTargets: TypeAlias = int | Sequence[int] | torch.Tensor | np.ndarray | None
+"""One class per image: ``None`` (the prediction), an int, a sequence or a LongTensor ``(B,)``
+(NumPy integers and arrays too)."""
+
+
+def _from_numpy(targets: object) -> object:
+    """NumPy integer scalars, arrays and sequences of NumPy integers as ints / tensors.
+
+    Anything else is returned unchanged (floating or bool NumPy values become
+    tensors or Python values of that kind, so the usual type errors name them).
+    """
+    if isinstance(targets, np.ndarray):
+        if targets.dtype == object:
+            return list(targets.tolist())
+        return torch.from_numpy(np.ascontiguousarray(targets))
+    if isinstance(targets, np.generic):
+        return targets.item()
+    if (
+        isinstance(targets, Sequence)
+        and not isinstance(targets, (str, bytes))
+        and any(isinstance(v, np.generic) for v in targets)
+    ):
+        return [v.item() if isinstance(v, np.generic) else v for v in targets]
+    return targets
+
+
+def _per_image_callables(targets: object) -> list[Callable[[torch.Tensor], object]] | None:
+    """The callables of a non-empty sequence made only of callables, else None."""
+    if (
+        isinstance(targets, Sequence)
+        and not isinstance(targets, (str, bytes))
+        and len(targets) > 0
+        and all(callable(t) and not isinstance(t, torch.Tensor) for t in targets)
+    ):
+        return list(targets)
+    return None
+
+
+def gives_scores(targets: object) -> bool:
+    """True for targets that define scores rather than classes.
+
+    That is a callable or a sequence of per-image callables.
+    """
+    if callable(targets) and not isinstance(targets, torch.Tensor):
+        return True
+    return _per_image_callables(targets) is not None
 
 
 def class_indices(targets: ClassTargets, batch: int, device: torch.device) -> torch.Tensor | None:
@@ -52,6 +116,13 @@ def class_indices(targets: ClassTargets, batch: int, device: torch.device) -> to
     """
     if targets is None:
         return None
+    targets = _from_numpy(targets)  # type: ignore[assignment]
+    if _per_image_callables(targets) is not None:
+        raise TypeError(
+            "Expected `targets` to be one class per image (None, an int, a sequence or a "
+            "LongTensor (B,)), but got a sequence of callables: this function needs class "
+            "indices."
+        )
     if isinstance(targets, bool):
         raise TypeError(f"Expected `targets` to be class ids, but got {describe(targets)}.")
     if isinstance(targets, int):
@@ -122,6 +193,7 @@ def _check_logits(logits: torch.Tensor, name: str) -> None:
 
 
 def _as_index_tensor(targets: object, batch: int, device: torch.device) -> torch.Tensor:
+    targets = _from_numpy(targets)
     if isinstance(targets, torch.Tensor):
         t = targets
         if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
@@ -162,6 +234,9 @@ def resolve_scores(
     ``scores`` has shape ``(B,)`` or ``(B, K)``; ``target_indices`` is the
     LongTensor of classes explained (``None`` when ``targets`` is a callable).
     """
+    per_image = _per_image_callables(targets)
+    if per_image is not None:
+        return _per_image_scores(logits, per_image), None
     if callable(targets) and not isinstance(targets, torch.Tensor):
         scores = targets(logits)
         batch = logits.shape[0] if isinstance(logits, torch.Tensor) and logits.ndim else None
@@ -210,3 +285,29 @@ def resolve_scores(
     else:
         scores = logits.gather(1, idx)
     return scores, idx
+
+
+def _per_image_scores(
+    logits: torch.Tensor, fns: list[Callable[[torch.Tensor], object]]
+) -> torch.Tensor:
+    """``(B,)`` scores from one callable per image, each given ``logits[i]``."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim == 0:
+        raise TypeError(
+            "Expected the model output to be a tensor with a batch axis for a sequence of "
+            f"per-image `targets` callables, but got {describe(logits)}."
+        )
+    if len(fns) != logits.shape[0]:
+        raise ValueError(
+            f"Expected one `targets` callable per image ({logits.shape[0]} images), but got "
+            f"{len(fns)}. Targets are never truncated or repeated."
+        )
+    scores = []
+    for i, fn in enumerate(fns):
+        s = fn(logits[i])
+        if not isinstance(s, torch.Tensor) or not s.is_floating_point() or s.numel() == 0:
+            raise TypeError(
+                f"Expected `targets[{i}]` to return a floating tensor score for image {i}, but "
+                f"got {describe(s)}."
+            )
+        scores.append(s.sum())
+    return torch.stack(scores)

@@ -34,7 +34,7 @@ from camseg._checks import (
     check_tensor,
     describe,
 )
-from camseg._targets import Targets, resolve_scores
+from camseg._targets import Targets, gives_scores, resolve_scores
 from camseg.capture import LayerCapture, LayerSpec, Reshape, resolve_layers, warn_if_all_zero
 
 __all__ = [
@@ -280,7 +280,7 @@ class BaseCAM:
         for n, a in zip(names, acts):
             check_finite(a, f"activations of layer {n!r}")
         idx = None
-        if callable(targets) and not isinstance(targets, torch.Tensor):
+        if gives_scores(targets):
             if self._needs_targets():
                 raise TypeError(
                     f"Expected `targets` of {type(self).__name__} to be class indices (None, int, "
