@@ -17,6 +17,8 @@ GRADIENT_METHODS = [
     camseg.HiResCAM,
     camseg.XGradCAM,
     camseg.LayerCAM,
+    camseg.GradCAMElementWise,
+    camseg.EigenGradCAM,
 ]
 ALL_METHODS = [*GRADIENT_METHODS, camseg.EigenCAM]
 
@@ -45,6 +47,8 @@ def test_maps_shape_range_device_and_module_equals_function(cls, tiny_net, image
             camseg.HiResCAM: lambda: CF.hirescam(a, g),
             camseg.XGradCAM: lambda: CF.xgradcam(a, g),
             camseg.LayerCAM: lambda: CF.layercam(a, g),
+            camseg.GradCAMElementWise: lambda: CF.gradcam_elementwise(a, g),
+            camseg.EigenGradCAM: lambda: CF.eigengradcam(a, g),
             camseg.EigenCAM: lambda: CF.eigencam(a),
             camseg.LinearCAM: lambda: CF.linear_cam(a, tiny_net.fc.weight, torch.full((4,), 1)),
         }[cls]
@@ -418,7 +422,7 @@ def test_non_finite_activations_and_gradients(tiny_net, images, tiny_net_cls):
 def test_linear_cam_needs_linear_head_and_class_targets(tiny_net, images):
     with pytest.raises(TypeError, match="`head` to be an nn.Linear"):
         camseg.LinearCAM(tiny_net, "features.3", head="pool")
-    with pytest.raises(ValueError, match="`layer` to name a submodule"):
+    with pytest.raises(ValueError, match="`head` to name a submodule"):
         camseg.LinearCAM(tiny_net, "features.3", head="classifier")
     with pytest.raises(TypeError, match="class indices"):
         camseg.LinearCAM(tiny_net, "features.3", head="fc")(images, targets=lambda lg: lg[:, 0])

@@ -30,6 +30,7 @@ METHODS = {
     "hirescam": (camseg.HiResCAM, pgc.HiResCAM, {}),
     "xgradcam": (camseg.XGradCAM, pgc.XGradCAM, {}),
     "layercam": (camseg.LayerCAM, pgc.LayerCAM, {}),
+    "gradcam_elementwise": (camseg.GradCAMElementWise, pgc.GradCAMElementWise, {}),
 }
 
 
@@ -41,7 +42,7 @@ def model_and_layer(request):
     return model, layer
 
 
-def _reference_raw(cam_cls, model, layer, x, targets):
+def _reference_raw(cam_cls, model, layer, x, targets, *, clip=True):
     module = model.get_submodule(layer)
     with cam_cls(model=model, target_layers=[module]) as cam:
         outputs = cam.activations_and_grads(x)
@@ -52,7 +53,7 @@ def _reference_raw(cam_cls, model, layer, x, targets):
         grads = cam.activations_and_grads.gradients[0].numpy()
         raw = cam.get_cam_image(x, module, tg, acts, grads, False)
     model.zero_grad(set_to_none=True)
-    return torch.from_numpy(np.maximum(raw, 0))
+    return torch.from_numpy(np.maximum(raw, 0) if clip else raw)
 
 
 @pytest.mark.slow
@@ -67,6 +68,26 @@ def test_matches_pytorch_grad_cam(model_and_layer, method):
     theirs = camseg.functional.normalize(_reference_raw(theirs_cls, model, layer, x, targets))
     assert ours.dtype == torch.float64
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_eigengradcam_matches_pytorch_grad_cam_up_to_the_sign(model_and_layer):
+    # pytorch-grad-cam leaves the sign of the principal component to the SVD; camseg
+    # fixes it (positive correlation with the channel sum). Per image, our raw map
+    # is the positive part of their projection or of its negative.
+    model, layer = model_and_layer
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 64, 64, generator=g, dtype=torch.float64)
+    ours = camseg.EigenGradCAM(model, layer)(x, targets=[2, 1], normalize=None, size=None)
+    proj = _reference_raw(pgc.EigenGradCAM, model, layer, x, [2, 1], clip=False)
+    assert ours.dtype == torch.float64 and ours.shape == proj.shape
+    for i in range(2):
+        err = min(
+            float((ours[i] - proj[i].clamp(min=0)).abs().max()),
+            float((ours[i] - (-proj[i]).clamp(min=0)).abs().max()),
+        )
+        assert err < 1e-8 * max(1.0, float(proj[i].abs().max()))
+        assert float(ours[i].max()) > 0
 
 
 @pytest.mark.slow

@@ -41,9 +41,12 @@ def _layer_hint(model: nn.Module, name: str) -> str:
 
 
 def resolve_layers(
-    model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]
+    model: nn.Module, layers: LayerSpec | Sequence[LayerSpec], *, name: str = "layers"
 ) -> list[tuple[str, nn.Module]]:
-    """Return ``(name, module)`` pairs for ``layers``, validated against ``model``."""
+    """Return ``(name, module)`` pairs for ``layers``, validated against ``model``.
+
+    ``name`` is the argument the messages name (``"layers"``, or ``"head"``).
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"Expected `model` to be a torch.nn.Module, but got {describe(model)}.")
     specs: list[LayerSpec]
@@ -62,21 +65,21 @@ def resolve_layers(
         if isinstance(spec, str):
             if spec == "":
                 raise ValueError(
-                    "Expected `layer` to name a submodule of the model, but got '' (the model "
+                    f"Expected `{name}` to name a submodule of the model, but got '' (the model "
                     "itself)." + _layer_hint(model, spec)
                 )
             try:
                 module = model.get_submodule(spec)
             except AttributeError:
                 raise ValueError(
-                    f"Expected `layer` to name a submodule of the model, but got {spec!r}."
+                    f"Expected `{name}` to name a submodule of the model, but got {spec!r}."
                     + _layer_hint(model, spec)
                 ) from None
             out.append((spec, module))
         elif isinstance(spec, nn.Module):
             if id(spec) not in by_module or spec is model:
                 raise ValueError(
-                    f"Expected `layer` to be a submodule of the model, but got a "
+                    f"Expected `{name}` to be a submodule of the model, but got a "
                     f"{type(spec).__name__} that is not part of it (or the model itself)."
                 )
             out.append((by_module[id(spec)], spec))

@@ -41,7 +41,9 @@ __all__ = [
     "BaseCAM",
     "CAMResult",
     "EigenCAM",
+    "EigenGradCAM",
     "GradCAM",
+    "GradCAMElementWise",
     "GradCAMPlusPlus",
     "HiResCAM",
     "LayerCAM",
@@ -340,6 +342,11 @@ def _check_images(images: object) -> None:
         raise ValueError(
             "Expected `images` to hold at least one image, but got an empty batch (B = 0)."
         )
+    if x.shape[-2] == 0 or x.shape[-1] == 0:
+        raise ValueError(
+            "Expected `images` to have at least one pixel (H, W > 0), but got shape "
+            f"{tuple(x.shape)}."
+        )
     check_floating(x, "images")
     check_finite(x, "images")
 
@@ -528,6 +535,34 @@ class HiResCAM(BaseCAM):
     _weighting = staticmethod(CF.hirescam)
 
 
+class GradCAMElementWise(BaseCAM):
+    """Element-wise Grad-CAM: :func:`camseg.functional.gradcam_elementwise`.
+
+    Example:
+        >>> import camseg
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+        >>> camseg.GradCAMElementWise(model, "1")(torch.rand(2, 3, 8, 8)).shape
+        torch.Size([2, 8, 8])
+    """
+
+    _weighting = staticmethod(CF.gradcam_elementwise)
+
+
+class EigenGradCAM(BaseCAM):
+    """Eigen-Grad-CAM: :func:`camseg.functional.eigengradcam` (class-dependent Eigen-CAM).
+
+    Example:
+        >>> import camseg
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+        >>> camseg.EigenGradCAM(model, "1")(torch.rand(2, 3, 8, 8)).shape
+        torch.Size([2, 8, 8])
+    """
+
+    _weighting = staticmethod(CF.eigengradcam)
+
+
 class XGradCAM(BaseCAM):
     """XGrad-CAM (Fu et al., BMVC 2020): :func:`camseg.functional.xgradcam`.
 
@@ -619,7 +654,7 @@ class LinearCAM(BaseCAM):
 def _resolve_head(model: nn.Module, head: LayerSpec) -> list[tuple[str, nn.Module]]:
     if not isinstance(head, (str, nn.Module)):
         raise TypeError(f"Expected `head` to be a layer name or module, but got {describe(head)}.")
-    return resolve_layers(model, head)
+    return resolve_layers(model, head, name="head")
 
 
 class EigenCAM(BaseCAM):

@@ -9,6 +9,17 @@ from torch import nn
 import camseg
 from camseg import functional as CF
 
+#: every weighting of activations and gradients
+WEIGHTINGS = [
+    CF.gradcam,
+    CF.hirescam,
+    CF.xgradcam,
+    CF.layercam,
+    CF.gradcam_pp,
+    CF.gradcam_elementwise,
+    CF.eigengradcam,
+]
+
 
 def test_gradcam_one_conv_net_by_hand():
     # One 1x1 conv with two output channels, GAP, a linear head.
@@ -69,7 +80,7 @@ def test_weightings_broadcast_k_targets():
     torch.manual_seed(0)
     a = torch.rand(2, 3, 4, 5)
     g = torch.randn(2, 4, 3, 4, 5)
-    for fn in (CF.gradcam, CF.hirescam, CF.xgradcam, CF.layercam, CF.gradcam_pp):
+    for fn in WEIGHTINGS:
         many = fn(a, g)
         assert many.shape == (2, 4, 4, 5)
         for k in range(4):
@@ -101,7 +112,27 @@ def test_eigencam_finds_dominant_direction_and_fixes_sign():
     assert torch.equal(m.argmax(), CF.eigencam(a).argmax())
 
 
-@pytest.mark.parametrize("fn", [CF.gradcam, CF.hirescam, CF.xgradcam, CF.layercam, CF.gradcam_pp])
+def test_gradcam_elementwise_clips_each_channel():
+    torch.manual_seed(0)
+    a, g = torch.rand(2, 3, 4, 5), torch.randn(2, 3, 4, 5)
+    ew = CF.gradcam_elementwise(a, g)
+    torch.testing.assert_close(ew, torch.relu(g * a).sum(1))
+    assert (ew >= CF.hirescam(a, g) - 1e-7).all()  # sum of positive parts >= positive part of sum
+    pos = g.abs()  # no channel against the class: the two agree
+    torch.testing.assert_close(CF.gradcam_elementwise(a, pos), CF.hirescam(a, pos))
+
+
+def test_eigengradcam_is_eigencam_of_the_product():
+    torch.manual_seed(0)
+    a, g = torch.rand(2, 3, 4, 5, dtype=torch.float64), torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    torch.testing.assert_close(CF.eigengradcam(a, g), CF.eigencam(a * g))
+    # with constant gradients it is Eigen-CAM of the activations (positive scale)
+    torch.testing.assert_close(CF.eigengradcam(a, torch.full_like(a, 2.0)), 2 * CF.eigencam(a))
+    with pytest.raises(ValueError, match="finite"):
+        CF.eigengradcam(a, torch.full_like(a, float("nan")))
+
+
+@pytest.mark.parametrize("fn", WEIGHTINGS)
 def test_weighting_input_errors(fn):
     a = torch.rand(1, 2, 3, 3)
     with pytest.raises(TypeError, match="`activations` to have a floating-point dtype"):

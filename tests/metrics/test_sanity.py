@@ -89,7 +89,7 @@ def test_targets_are_fixed_before_randomization() -> None:
 def test_errors() -> None:
     model = _model()
     images = torch.rand(2, 1, 4, 4)
-    with pytest.raises(ValueError, match="`layer` to name a submodule"):
+    with pytest.raises(ValueError, match="`layers` to name a submodule"):
         randomization_similarity(model, _saliency, images, layers=["layer9"])
     with pytest.raises(ValueError, match="at least one module"):
         randomization_similarity(model, _saliency, images, layers=[])

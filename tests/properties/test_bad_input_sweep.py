@@ -270,6 +270,8 @@ for _cls in (
     camseg.HiResCAM,
     camseg.LayerCAM,
     camseg.XGradCAM,
+    camseg.GradCAMElementWise,
+    camseg.EigenGradCAM,
     camseg.EigenCAM,
     camseg.LinearCAM,
 ):
@@ -324,7 +326,15 @@ case(
 
 ACTS = T("float", (4,))
 GRADS = T("float", (4,))
-for _name in ("gradcam", "hirescam", "layercam", "xgradcam", "gradcam_pp"):
+for _name in (
+    "gradcam",
+    "hirescam",
+    "layercam",
+    "xgradcam",
+    "gradcam_pp",
+    "gradcam_elementwise",
+    "eigengradcam",
+):
     case(
         f"camseg.functional.{_name}",
         build=lambda ctx: {"activations": ctx.images(4), "gradients": ctx.images(4) - 0.5},

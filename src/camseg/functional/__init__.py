@@ -12,7 +12,9 @@ from camseg.functional.maps import NormalizeMode, normalize, tokens_to_grid, ups
 from camseg.functional.transforms import Group, apply_transform, transform_group, transform_mean
 from camseg.functional.weights import (
     eigencam,
+    eigengradcam,
     gradcam,
+    gradcam_elementwise,
     gradcam_pp,
     hirescam,
     layercam,
@@ -25,8 +27,10 @@ __all__ = [
     "NormalizeMode",
     "apply_transform",
     "eigencam",
+    "eigengradcam",
     "gaussian_blur",
     "gradcam",
+    "gradcam_elementwise",
     "gradcam_pp",
     "hirescam",
     "layercam",

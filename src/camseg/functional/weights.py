@@ -27,7 +27,9 @@ from camseg._checks import (
 
 __all__ = [
     "eigencam",
+    "eigengradcam",
     "gradcam",
+    "gradcam_elementwise",
     "gradcam_pp",
     "hirescam",
     "layercam",
@@ -39,6 +41,9 @@ __all__ = [
 def _check_pair(activations: torch.Tensor, gradients: torch.Tensor) -> None:
     check_floating(activations, "activations")
     check_floating(gradients, "gradients")
+    # an infinity would otherwise vanish in a ReLU or a mean and leave a finite, wrong map
+    check_finite(activations, "activations")
+    check_finite(gradients, "gradients")
     if activations.ndim < 3:
         raise ValueError(
             "Expected `activations` to be a tensor of shape (B, C, h, w), but got shape "
@@ -136,6 +141,40 @@ def hirescam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
     _check_pair(activations, gradients)
     a = _align(activations, gradients)
     return torch.relu((gradients * a).sum(dim=-3))
+
+
+def gradcam_elementwise(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    r"""Element-wise Grad-CAM: the positive part of gradient times activation, summed.
+
+    .. math::
+
+        M_{ij} = \sum_k \mathrm{ReLU}\big(g^k_{ij} A^k_{ij}\big)
+
+    HiResCAM (:func:`hirescam`) clips after the channel sum, so channels that
+    speak against the class cancel those that speak for it; this map clips each
+    channel first and keeps only the evidence for the class. Named after
+    pytorch-grad-cam's ``GradCAMElementWise``, which computes the same map.
+
+    Args:
+        activations: ``(B, C, h, w)``.
+        gradients: ``(B, C, h, w)`` or ``(B, K, C, h, w)``.
+
+    Returns:
+        Raw maps ``(B, h, w)`` or ``(B, K, h, w)``, non-negative.
+
+    Raises:
+        TypeError: if an input is not a floating-point tensor.
+        ValueError: if the shapes do not match.
+
+    Example:
+        >>> A = torch.tensor([[[[1.0, 2.0]], [[3.0, 0.0]]]])
+        >>> G = torch.tensor([[[[1.0, 1.0]], [[-1.0, -1.0]]]])
+        >>> gradcam_elementwise(A, G)  # hirescam gives [[0., 2.]]
+        tensor([[[1., 2.]]])
+    """
+    _check_pair(activations, gradients)
+    a = _align(activations, gradients)
+    return torch.relu(gradients * a).sum(dim=-3)
 
 
 def xgradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -401,3 +440,36 @@ def eigencam(activations: torch.Tensor) -> torch.Tensor:
     reference = reference - reference.mean(dim=1, keepdim=True)
     sign = torch.where((proj * reference).sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
     return torch.relu(proj * sign).reshape(b, h, w).to(activations.dtype)
+
+
+def eigengradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    r"""Eigen-Grad-CAM: the first principal component of gradient times activation.
+
+    :func:`eigencam` applied to :math:`g^k_{ij} A^k_{ij}` instead of the
+    activations, so the map depends on the class. The sign of the component is
+    fixed as in :func:`eigencam`, to correlate positively with the channel sum
+    of the product (pytorch-grad-cam's ``EigenGradCAM`` leaves it to the SVD,
+    so its maps equal these or those of the opposite sign).
+
+    Args:
+        activations: ``(B, C, h, w)``.
+        gradients: ``(B, C, h, w)`` or ``(B, K, C, h, w)``.
+
+    Returns:
+        Raw maps ``(B, h, w)`` or ``(B, K, h, w)`` after ReLU.
+
+    Raises:
+        TypeError: if an input is not a floating-point tensor.
+        ValueError: if the shapes do not match or an input is not finite.
+
+    Example:
+        >>> A = torch.zeros(1, 3, 2, 2)
+        >>> A[0, :, 0, 0] = torch.tensor([3.0, 2.0, 1.0])
+        >>> eigengradcam(A, torch.ones_like(A)).argmax().item()
+        0
+    """
+    _check_pair(activations, gradients)
+    weighted = _align(activations, gradients) * gradients
+    lead = weighted.shape[:-3]
+    maps = eigencam(weighted.reshape(-1, *weighted.shape[-3:]))
+    return maps.reshape(*lead, *maps.shape[-2:])
