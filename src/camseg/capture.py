@@ -594,7 +594,7 @@ def list_layers(
         registration order. Output shapes include the batch of two.
 
     Raises:
-        TypeError: if ``model`` is not a module.
+        TypeError: if ``model`` is not a module or ``leaves_only`` not a bool.
         ValueError: if ``input_size`` is not a tuple of positive ints.
 
     Example:
@@ -616,6 +616,8 @@ def list_layers(
             f"Expected `input_size` to be a tuple of positive ints such as (3, 96, 96), but got "
             f"{input_size!r}."
         )
+    if not isinstance(leaves_only, bool):
+        raise TypeError(f"Expected `leaves_only` to be a bool, but got {describe(leaves_only)}.")
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32

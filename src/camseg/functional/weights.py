@@ -89,7 +89,7 @@ def gradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
 
     Raises:
         TypeError: if an input is not a floating-point tensor.
-        ValueError: if the shapes do not match.
+        ValueError: if the shapes do not match or an input is not finite.
 
     References:
         Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
@@ -126,7 +126,7 @@ def hirescam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
 
     Raises:
         TypeError: if an input is not a floating-point tensor.
-        ValueError: if the shapes do not match.
+        ValueError: if the shapes do not match or an input is not finite.
 
     References:
         Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful
@@ -164,7 +164,7 @@ def gradcam_elementwise(activations: torch.Tensor, gradients: torch.Tensor) -> t
 
     Raises:
         TypeError: if an input is not a floating-point tensor.
-        ValueError: if the shapes do not match.
+        ValueError: if the shapes do not match or an input is not finite.
 
     Example:
         >>> A = torch.tensor([[[[1.0, 2.0]], [[3.0, 0.0]]]])
@@ -196,7 +196,7 @@ def xgradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
 
     Raises:
         TypeError: if an input is not a floating-point tensor.
-        ValueError: if the shapes do not match.
+        ValueError: if the shapes do not match or an input is not finite.
 
     References:
         Fu et al., "Axiom-based Grad-CAM: Towards Accurate Visualization and
@@ -254,7 +254,7 @@ def gradcam_pp(
 
     Raises:
         TypeError: if an input is not a floating-point tensor.
-        ValueError: if the shapes do not match or ``eps < 0``.
+        ValueError: if the shapes do not match, an input is not finite or ``eps < 0``.
 
     References:
         Chattopadhyay et al., "Grad-CAM++: Generalized Gradient-based Visual
@@ -295,7 +295,7 @@ def layercam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
 
     Raises:
         TypeError: if an input is not a floating-point tensor.
-        ValueError: if the shapes do not match.
+        ValueError: if the shapes do not match or an input is not finite.
 
     References:
         Jiang et al., "LayerCAM: Exploring Hierarchical Class Activation Maps
@@ -343,7 +343,7 @@ def linear_cam(
 
     Raises:
         TypeError: for non-floating inputs or non-integer targets.
-        ValueError: for mismatched shapes or targets out of range.
+        ValueError: for mismatched shapes, non-finite inputs or targets out of range.
 
     References:
         Zhou et al., "Learning Deep Features for Discriminative Localization",
@@ -359,6 +359,8 @@ def linear_cam(
     check_ndim(activations, "activations", 4, "(B, C, h, w)")
     check_floating(weight, "weight")
     check_ndim(weight, "weight", 2, "(num_classes, C)")
+    check_finite(activations, "activations")
+    check_finite(weight, "weight")
     check_tensor(targets, "targets")
     if not isinstance(relu, bool):
         raise TypeError(f"Expected `relu` to be a bool, but got {relu!r}.")
