@@ -1538,9 +1538,12 @@ _FILES: dict[str, str] = {}
 def _files() -> dict[str, str]:
     """A small pyramidal TIFF and a GeoJSON file, written once per session."""
     if not _FILES:
+        import atexit
+        import shutil
         import tempfile
 
         d = tempfile.mkdtemp(prefix="camseg-sweep-")
+        atexit.register(shutil.rmtree, d, True)  # the files live as long as the test process
         mask = torch.zeros(32, 32, dtype=torch.bool)
         mask[4:12, 6:20] = True
         _FILES["geojson"] = str(S.write_geojson(f"{d}/a.geojson", mask))
