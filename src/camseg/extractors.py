@@ -30,12 +30,14 @@ from camseg._checks import (
     check_finite,
     check_floating,
     check_ndim,
+    check_nonnegative,
     check_one_of,
     check_tensor,
     describe,
 )
 from camseg._targets import Targets, gives_scores, resolve_scores
 from camseg.capture import LayerCapture, LayerSpec, Reshape, resolve_layers, warn_if_all_zero
+from camseg.functional import weights as _W  # the weightings' kernels, on checked tensors
 
 __all__ = [
     "BaseCAM",
@@ -319,8 +321,10 @@ class BaseCAM:
     ) -> torch.Tensor:
         """Turn activations (and gradients) into raw maps.
 
-        Gradient methods set the class attribute ``_weighting`` to a function
-        of :mod:`camseg.functional`; others override this method.
+        Gradient methods set the class attribute ``_weighting`` to the kernel of
+        a :mod:`camseg.functional` weighting (the function without its input
+        checks: the extractor has checked the activations and gradients once);
+        others override this method.
         """
         weighting = type(self)._weighting
         if weighting is None or gradients is None:
@@ -477,7 +481,7 @@ class GradCAM(BaseCAM):
         (torch.Size([4, 16, 16]), True, True)
     """
 
-    _weighting = staticmethod(CF.gradcam)
+    _weighting = staticmethod(_W._gradcam)
 
 
 class GradCAMPlusPlus(BaseCAM):
@@ -507,6 +511,7 @@ class GradCAMPlusPlus(BaseCAM):
         reshape: Reshape | None = None,
         eps: float = 0.0,
     ) -> None:
+        check_nonnegative(eps, "eps")
         super().__init__(model, layers, reshape=reshape)
         self.eps = eps
 
@@ -518,7 +523,7 @@ class GradCAMPlusPlus(BaseCAM):
     ) -> torch.Tensor:
         """Apply :func:`camseg.functional.gradcam_pp`."""
         assert gradients is not None
-        return CF.gradcam_pp(activations, gradients, eps=self.eps)
+        return _W._gradcam_pp(activations, gradients, self.eps)
 
 
 class HiResCAM(BaseCAM):
@@ -532,7 +537,7 @@ class HiResCAM(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    _weighting = staticmethod(CF.hirescam)
+    _weighting = staticmethod(_W._hirescam)
 
 
 class GradCAMElementWise(BaseCAM):
@@ -546,7 +551,7 @@ class GradCAMElementWise(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    _weighting = staticmethod(CF.gradcam_elementwise)
+    _weighting = staticmethod(_W._gradcam_elementwise)
 
 
 class EigenGradCAM(BaseCAM):
@@ -560,7 +565,7 @@ class EigenGradCAM(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    _weighting = staticmethod(CF.eigengradcam)
+    _weighting = staticmethod(_W._eigengradcam)
 
 
 class XGradCAM(BaseCAM):
@@ -574,7 +579,7 @@ class XGradCAM(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    _weighting = staticmethod(CF.xgradcam)
+    _weighting = staticmethod(_W._xgradcam)
 
 
 class LayerCAM(BaseCAM):
@@ -588,7 +593,7 @@ class LayerCAM(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    _weighting = staticmethod(CF.layercam)
+    _weighting = staticmethod(_W._layercam)
 
 
 class LinearCAM(BaseCAM):

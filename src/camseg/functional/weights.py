@@ -102,6 +102,12 @@ def gradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         tensor([[[0., 2.]]])
     """
     _check_pair(activations, gradients)
+    return _gradcam(activations, gradients)
+
+
+def _gradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    # the computation on checked inputs; the extractors call it directly (their
+    # tensors come from autograd and are checked once there)
     a = _align(activations, gradients)
     weights = gradients.mean(dim=(-2, -1), keepdim=True)
     return torch.relu((weights * a).sum(dim=-3))
@@ -139,6 +145,12 @@ def hirescam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
         tensor([[[0., 2.]]])
     """
     _check_pair(activations, gradients)
+    return _hirescam(activations, gradients)
+
+
+def _hirescam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    # the computation on checked inputs; the extractors call it directly (their
+    # tensors come from autograd and are checked once there)
     a = _align(activations, gradients)
     return torch.relu((gradients * a).sum(dim=-3))
 
@@ -173,6 +185,12 @@ def gradcam_elementwise(activations: torch.Tensor, gradients: torch.Tensor) -> t
         tensor([[[1., 2.]]])
     """
     _check_pair(activations, gradients)
+    return _gradcam_elementwise(activations, gradients)
+
+
+def _gradcam_elementwise(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    # the computation on checked inputs; the extractors call it directly (their
+    # tensors come from autograd and are checked once there)
     a = _align(activations, gradients)
     return torch.relu(gradients * a).sum(dim=-3)
 
@@ -209,6 +227,12 @@ def xgradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
         tensor([[[ 3.5000, 10.5000]]])
     """
     _check_pair(activations, gradients)
+    return _xgradcam(activations, gradients)
+
+
+def _xgradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    # the computation on checked inputs; the extractors call it directly (their
+    # tensors come from autograd and are checked once there)
     a = _align(activations, gradients)
     total = a.sum(dim=(-2, -1), keepdim=True)
     num = (gradients * a).sum(dim=(-2, -1), keepdim=True)
@@ -268,6 +292,12 @@ def gradcam_pp(
     """
     _check_pair(activations, gradients)
     check_nonnegative(eps, "eps")
+    return _gradcam_pp(activations, gradients, eps)
+
+
+def _gradcam_pp(activations: torch.Tensor, gradients: torch.Tensor, eps: float) -> torch.Tensor:
+    # the computation on checked inputs; the extractors call it directly (their
+    # tensors come from autograd and are checked once there)
     a = _align(activations, gradients)
     g2 = gradients.pow(2)
     g3 = g2 * gradients
@@ -308,6 +338,12 @@ def layercam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
         tensor([[[2.5000, 2.0000]]])
     """
     _check_pair(activations, gradients)
+    return _layercam(activations, gradients)
+
+
+def _layercam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    # the computation on checked inputs; the extractors call it directly (their
+    # tensors come from autograd and are checked once there)
     a = _align(activations, gradients)
     return torch.relu((torch.relu(gradients) * a).sum(dim=-3))
 
@@ -471,6 +507,12 @@ def eigengradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Te
         0
     """
     _check_pair(activations, gradients)
+    return _eigengradcam(activations, gradients)
+
+
+def _eigengradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    # the computation on checked inputs; the extractors call it directly (their
+    # tensors come from autograd and are checked once there)
     weighted = _align(activations, gradients) * gradients
     lead = weighted.shape[:-3]
     maps = eigencam(weighted.reshape(-1, *weighted.shape[-3:]))
