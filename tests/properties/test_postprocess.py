@@ -99,7 +99,11 @@ def test_otsu_equals_skimage_up_to_float_ties(m: np.ndarray) -> None:
     maps = torch.from_numpy(m)
     ours = threshold_otsu(maps).numpy()
     for image, t in zip(m, ours, strict=True):
-        ref = sk_otsu(image)
+        try:
+            ref = sk_otsu(image)
+        except ValueError as err:  # a subnormal range: the reference cannot bin it
+            assert "Too many bins for data range" in str(err)
+            continue
         if t == ref:
             continue
         variance, centres = _sk_variance(image)
