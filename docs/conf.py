@@ -164,7 +164,15 @@ def _keep_prose_lead(
         lines[:0] = ["..", ""]
 
 
+def _public_bases(app: Any, name: str, obj: Any, options: Any, bases: list[Any]) -> None:
+    """Show a class's first public ancestor in place of a private base (``_PerturbationCAM``)."""
+    for i, base in enumerate(bases):
+        if isinstance(base, type) and base.__name__.startswith("_"):
+            bases[i] = next(b for b in base.__mro__ if not b.__name__.startswith("_"))
+
+
 def setup(app: Any) -> None:
+    app.connect("autodoc-process-bases", _public_bases)
     app.connect("missing-reference", _public_path)
     # before napoleon's handler (priority 500)
     app.connect("autodoc-process-docstring", _keep_prose_lead, priority=400)

@@ -117,3 +117,49 @@ def test_linear_cam_equals_gradcam_on_gap_linear_head():
     grad = camseg.GradCAM(model, "layer4")(x, targets=t, normalize=None, size=None)
     z = 2 * 2  # layer4 of a 64-pixel input is 2x2
     torch.testing.assert_close(lin, z * grad, atol=1e-10, rtol=1e-9)
+
+
+@pytest.fixture
+def float64_default():
+    # pytorch-grad-cam's ScoreCAM collects its scores with torch.Tensor(list), in the default dtype
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "method,ctor,layer",
+    [
+        ("ScoreCAM", torchvision.models.resnet18, "layer3"),
+        ("ScoreCAM", torchvision.models.mobilenet_v3_small, "features.12"),
+        ("AblationCAM", torchvision.models.resnet18, "layer4"),
+        ("AblationCAM", torchvision.models.resnet18, "layer3"),
+    ],
+)
+def test_perturbation_cams_match_pytorch_grad_cam(
+    method, ctor, layer, float64_default, monkeypatch
+):
+    # pytorch-grad-cam rounds Ablation-CAM's scores with np.float32 (its only float32 step):
+    # run it in float64 so the comparison is exact
+    monkeypatch.setattr(pgc.ablation_cam.np, "float32", np.float64)
+    torch.manual_seed(4)
+    model = ctor(weights=None, num_classes=3).eval().double()
+    head = {"resnet18": "fc", "mobilenet_v3_small": "classifier.3", "squeezenet1_1": "classifier.1"}
+    head = model.get_submodule(head[ctor.__name__])
+    with torch.no_grad():
+        head.bias += 5.0  # positive scores: Ablation-CAM divides by the score
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    module = model.get_submodule(layer)
+    targets = [ClassifierOutputTarget(2)]
+    with getattr(pgc, method)(model=model, target_layers=[module]) as cam:
+        cam.activations_and_grads(x)
+        acts = cam.activations_and_grads.activations[0].numpy()
+        raw = cam.get_cam_image(x, module, targets, acts, None, False)
+    theirs = camseg.functional.normalize(torch.from_numpy(np.maximum(raw, 0)))
+    # pytorch-grad-cam ablates to 0 only where the layer's minimum is 0 (ReLU layers, as here)
+    assert method == "ScoreCAM" or acts.min() == 0
+    ours = getattr(camseg, method)(model, layer)(x, targets=2, size=None)
+    assert ours.dtype == torch.float64 and float(ours.max()) == 1.0
+    torch.testing.assert_close(ours, theirs, atol=1e-12, rtol=0)

@@ -186,6 +186,42 @@ def section(stem: str, payload: dict[str, Any], figures: dict[str, str]) -> list
     return lines
 
 
+def perturbation_section(path: Path) -> list[str]:
+    """The ScoreCAM / AblationCAM table of ``bench_perturbation.py``, if it has run."""
+    if not path.exists():
+        return []
+    payload = json.loads(path.read_text())
+    cfg, secs = payload["config"], payload["seconds"]
+    fwd = secs["no_grad forward"]["median"]
+    head = "ScoreCAM and AblationCAM (``bench_perturbation.py``)"
+    lines = [
+        head,
+        "~" * len(head),
+        "",
+        f"ResNet-18, {cfg['batch']} images of {cfg['side']} px, float32, CPU, median of "
+        f"{cfg['repeats']} interleaved rounds; load before the run: "
+        f"``{_esc(payload['load_before'].split('load average:')[-1].strip())}``.",
+        "",
+    ]
+    rows = [
+        [_esc(name), _fmt(s["median"], ".3f"), _fmt(s["median"] / fwd, ".1f")]
+        for name, s in secs.items()
+    ]
+    lines += _table(["candidate", "s / call", "x forward"], rows, "60 20 20")
+    diffs = payload["max_abs_diff_vs_pytorch_grad_cam"]
+    rows = []
+    for name, v in payload["speedup_vs_pytorch_grad_cam"].items():
+        method_layer = " ".join(name.replace(",", " ").split()[:2])
+        diff = "other maps" if "top_k" in name else _fmt(diffs.get(method_layer), ".1e")
+        rows.append([_esc(name), _fmt(v, ".1f") + "x", diff])
+    lines += _table(
+        ["method, layer, setting", "speed-up over pytorch-grad-cam", "max abs diff of maps"],
+        rows,
+        "50 25 25",
+    )
+    return lines
+
+
 def main(out: Path) -> list[Path]:
     """Write the figures and ``benchmarks_tables.inc`` into ``out``; return the files."""
     out.mkdir(parents=True, exist_ok=True)
@@ -201,6 +237,7 @@ def main(out: Path) -> list[Path]:
             written.append(_plots.save(fig, out / name, dpi=90))
             figs[key] = name
         lines += section(stem, payload, figs)
+    lines += perturbation_section(RESULTS / "bench_perturbation.json")
     inc = out / "benchmarks_tables.inc"
     tmp = inc.with_name(f".{inc.name}.tmp")
     tmp.write_text("\n".join(lines) + "\n")

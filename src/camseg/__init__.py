@@ -35,10 +35,12 @@ from camseg.extractors import (
     LinearCAM,
     XGradCAM,
 )
+from camseg.perturbation import AblationCAM, ScoreCAM
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AblationCAM",
     "BaseCAM",
     "CAMResult",
     "CAMWarning",
@@ -52,6 +54,7 @@ __all__ = [
     "LayerCapture",
     "LayerInfo",
     "LinearCAM",
+    "ScoreCAM",
     "Targets",
     "XGradCAM",
     "__version__",

@@ -288,6 +288,24 @@ for _cls in (
     )
 
 
+for _cls in (camseg.ScoreCAM, camseg.AblationCAM):
+    case(
+        f"camseg.{_cls.__name__}",
+        build=_cam_build,
+        call=cls_call(_cls, ("model", "layers", "batch_size", "top_k")),
+        tensors=CAM_CALL,
+        options={
+            **CAM_OPTIONS,
+            "batch_size": Opt((0, -1, 2.5, "8", True)),
+            "top_k": Opt((0, -1, 2.5, "8", True)),
+        },
+        ok={
+            "targets:list": "a list of class ids is a documented form of `targets`",
+            "targets:ndim-": "a 0-d tensor is one class for every image, like an int",
+        },
+    )
+
+
 def _capture_call(kw: dict[str, Any]) -> Any:
     cap = camseg.LayerCapture(kw["model"], kw["layers"])
     with cap.session(grad_at_layer=True) as c:
