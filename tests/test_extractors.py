@@ -620,3 +620,44 @@ def test_threads_sharing_a_model_and_an_extractor(tiny_net_cls):
     # one thread cannot enter the same capture twice; the message says what to do
     with shared, pytest.raises(ValueError, match="attached once per thread"):
         shared.__enter__()
+
+
+@pytest.mark.parametrize(
+    "cls,terms",
+    [
+        (camseg.GradCAM, lambda a, g: g.mean((2, 3), keepdim=True) * a),
+        (camseg.HiResCAM, lambda a, g: g * a),
+        (camseg.LayerCAM, lambda a, g: torch.relu(g) * a),
+        (camseg.GradCAMElementWise, lambda a, g: torch.relu(g * a)),
+        (camseg.EigenCAM, lambda a, g: a),
+    ],
+)
+def test_eigen_smooth_projects_the_weighted_activations(cls, terms, tiny_net, images):
+    net, x = tiny_net.double(), images.double()
+    maps = cls(net, "features.3")(x, targets=1, normalize=None, size=None, eigen_smooth=True)
+    with camseg.LayerCapture(net, "features.3") as cap:
+        logits = net(x)
+        a, g = cap.output, cap.grad(logits, 1)
+    torch.testing.assert_close(maps, CF.eigencam(terms(a, g).detach()), atol=1e-12, rtol=0)
+    plain = cls(net, "features.3")(x, targets=1, normalize=None, size=None)
+    assert (cls is camseg.EigenCAM) == torch.allclose(maps, plain, atol=1e-12)
+
+
+def test_eigen_smooth_for_linear_cam_and_k_targets(tiny_net, images):
+    net, x = tiny_net.double(), images.double()
+    t = torch.tensor([[0, 2]] * 4)
+    lin = camseg.LinearCAM(net, "features.3", head="fc")
+    both = lin(x, targets=t, normalize=None, size=None, eigen_smooth=True)
+    assert both.shape == (4, 2, 12, 12)
+    with camseg.LayerCapture(net, "features.3") as cap:
+        net(x)
+        a = cap.output.detach()
+    for k, c in enumerate((0, 2)):
+        expected = CF.eigencam(net.fc.weight[c].detach()[None, :, None, None] * a)
+        torch.testing.assert_close(both[:, k], expected, atol=1e-12, rtol=0)
+    for cls in (camseg.GradCAM, camseg.ScoreCAM):
+        k_maps = cls(net.eval(), "features.3")(x, targets=t, eigen_smooth=True)
+        one = cls(net, "features.3")(x, targets=2, eigen_smooth=True)
+        torch.testing.assert_close(k_maps[:, 1], one, atol=1e-12, rtol=0)
+    with pytest.raises(TypeError, match="eigen_smooth"):
+        camseg.GradCAM(net, "features.3")(x, eigen_smooth="yes")

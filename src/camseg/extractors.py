@@ -130,6 +130,7 @@ class BaseCAM:
         size: Size = "input",
         create_graph: bool = False,
         aug_smooth: bool = False,
+        eigen_smooth: bool = False,
     ) -> torch.Tensor:
         """Compute maps for a batch.
 
@@ -150,6 +151,12 @@ class BaseCAM:
                 are that pass's. Costs 8 passes. pytorch-grad-cam's ``aug_smooth``
                 averages already normalised maps over flips and rescalings; the
                 maps differ.
+            eigen_smooth: replace the channel sum of the method's weighted
+                activations (:meth:`weighted_activations`) by their projection on
+                the first principal component, as :func:`camseg.functional.eigencam`
+                does (sign fixed to correlate with the channel sum; pytorch-grad-cam's
+                ``eigen_smooth`` leaves the sign to the SVD). Removes noise that is
+                not the dominant pattern; costs one batched SVD per layer.
 
         Returns:
             Maps ``(B, H, W)``, or ``(B, K, H, W)`` for ``(B, K)`` targets, on
@@ -179,6 +186,7 @@ class BaseCAM:
             size=size,
             create_graph=create_graph,
             aug_smooth=aug_smooth,
+            eigen_smooth=eigen_smooth,
         ).maps
 
     def explain(
@@ -190,6 +198,7 @@ class BaseCAM:
         size: Size = "input",
         create_graph: bool = False,
         aug_smooth: bool = False,
+        eigen_smooth: bool = False,
     ) -> CAMResult:
         """Like calling the extractor, but also return the logits and targets.
 
@@ -205,8 +214,9 @@ class BaseCAM:
             raise TypeError(
                 f"Expected `create_graph` to be a bool, but got {describe(create_graph)}."
             )
-        if not isinstance(aug_smooth, bool):
-            raise TypeError(f"Expected `aug_smooth` to be a bool, but got {describe(aug_smooth)}.")
+        for flag, value in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
+            if not isinstance(value, bool):
+                raise TypeError(f"Expected `{flag}` to be a bool, but got {describe(value)}.")
         if self.uses_gradients and torch.is_inference_mode_enabled():
             raise ValueError(
                 f"Expected {type(self).__name__} to be called outside torch.inference_mode(), "
@@ -214,15 +224,21 @@ class BaseCAM:
                 "graph below the hooked layer; LinearCAM and EigenCAM work in inference mode."
             )
         if not aug_smooth:
-            return self._explain(images, targets, normalize, out_size, create_graph)
+            return self._explain(
+                images, targets, normalize, out_size, create_graph, eigen_smooth=eigen_smooth
+            )
         # raw maps in the computation dtype, normalised and rounded once at the end
-        first = self._explain(images, targets, None, out_size, create_graph, cast=False)
+        first = self._explain(
+            images, targets, None, out_size, create_graph, cast=False, eigen_smooth=eigen_smooth
+        )
         fixed = first.targets if first.targets is not None else targets
         total = first.maps
         for k, flip in CF.transform_group("d4")[1:]:
             turned = out_size if out_size is None or k % 2 == 0 else (out_size[1], out_size[0])
             x = CF.apply_transform(images, (k, flip))
-            maps = self._explain(x, fixed, None, turned, create_graph, cast=False).maps
+            maps = self._explain(
+                x, fixed, None, turned, create_graph, cast=False, eigen_smooth=eigen_smooth
+            ).maps
             total = total + CF.apply_transform(maps, (k, flip), inverse=True)
         maps = CF.normalize(total / 8, mode=normalize).to(images.dtype)
         return CAMResult(maps, first.logits, first.targets)
@@ -237,6 +253,7 @@ class BaseCAM:
         create_graph: bool,
         *,
         cast: bool = True,
+        eigen_smooth: bool = False,
     ) -> CAMResult:
         """One pass on checked arguments (``out_size`` resolved).
 
@@ -250,7 +267,11 @@ class BaseCAM:
         raw = []
         for i, (name, a) in enumerate(zip(names, acts)):
             g = grads[i] if grads is not None else None
-            raw.append(self._raw_map(a, g, idx, name=name, image_hw=tuple(images.shape[-2:])))
+            raw.append(
+                self._raw_map(
+                    a, g, idx, name=name, image_hw=tuple(images.shape[-2:]), eigen=eigen_smooth
+                )
+            )
         if has_k and not self.uses_gradients and raw[0].ndim == 3 and idx is not None:
             raw = [m.unsqueeze(1).expand(-1, idx.shape[1], -1, -1) for m in raw]
         maps = _fuse(raw, out_size)
@@ -306,12 +327,16 @@ class BaseCAM:
         *,
         name: str,
         image_hw: tuple[int, ...],
+        eigen: bool = False,
     ) -> torch.Tensor:
         a = _as_float(a)
         _check_layout(a, name, image_hw, reshaped=self._capture.reshape is not None)
-        return self.weigh(a, _as_float(g) if g is not None else None, idx)
+        g = _as_float(g) if g is not None else None
+        if eigen:
+            return _W._eigen_projection(self.weighted_activations(a, g, idx))
+        return self.weigh(a, g, idx)
 
-    _weighting: ClassVar[staticmethod[[torch.Tensor, torch.Tensor], torch.Tensor] | None] = None
+    _terms: ClassVar[staticmethod[[torch.Tensor, torch.Tensor], torch.Tensor] | None] = None
 
     def weigh(
         self,
@@ -321,15 +346,30 @@ class BaseCAM:
     ) -> torch.Tensor:
         """Turn activations (and gradients) into raw maps.
 
-        Gradient methods set the class attribute ``_weighting`` to the kernel of
-        a :mod:`camseg.functional` weighting (the function without its input
-        checks: the extractor has checked the activations and gradients once);
-        others override this method.
+        By default the ReLU of the channel sum of :meth:`weighted_activations`;
+        methods whose map is not such a sum (Eigen-CAM) override this.
         """
-        weighting = type(self)._weighting
-        if weighting is None or gradients is None:
-            raise NotImplementedError(f"{type(self).__name__} does not define a weighting")
-        return weighting(activations, gradients)
+        return _W._channel_sum(self.weighted_activations(activations, gradients, targets))
+
+    def weighted_activations(
+        self,
+        activations: torch.Tensor,
+        gradients: torch.Tensor | None,
+        targets: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The per-channel terms ``(B, C, h, w)`` or ``(B, K, C, h, w)`` of the map.
+
+        Their channel sum is the raw map before its ReLU (Grad-CAM: ``w_k A_k``;
+        HiResCAM: ``g * A``); ``eigen_smooth`` projects them on their first
+        principal component instead. Gradient methods set the class attribute
+        ``_terms`` to the kernel of their :mod:`camseg.functional` weighting (the
+        function without its input checks: the extractor has checked the
+        activations and gradients once); others override this method.
+        """
+        terms = type(self)._terms
+        if terms is None or gradients is None:
+            raise NotImplementedError(f"{type(self).__name__} does not define weighted activations")
+        return terms(activations, gradients)
 
 
 def _as_float(t: torch.Tensor) -> torch.Tensor:
@@ -481,7 +521,7 @@ class GradCAM(BaseCAM):
         (torch.Size([4, 16, 16]), True, True)
     """
 
-    _weighting = staticmethod(_W._gradcam)
+    _terms = staticmethod(_W._gradcam_terms)
 
 
 class GradCAMPlusPlus(BaseCAM):
@@ -515,15 +555,15 @@ class GradCAMPlusPlus(BaseCAM):
         super().__init__(model, layers, reshape=reshape)
         self.eps = eps
 
-    def weigh(
+    def weighted_activations(
         self,
         activations: torch.Tensor,
         gradients: torch.Tensor | None,
         targets: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Apply :func:`camseg.functional.gradcam_pp`."""
+        """The terms of :func:`camseg.functional.gradcam_pp` with this extractor's ``eps``."""
         assert gradients is not None
-        return _W._gradcam_pp(activations, gradients, self.eps)
+        return _W._gradcam_pp_terms(activations, gradients, self.eps)
 
 
 class HiResCAM(BaseCAM):
@@ -537,7 +577,7 @@ class HiResCAM(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    _weighting = staticmethod(_W._hirescam)
+    _terms = staticmethod(_W._hirescam_terms)
 
 
 class GradCAMElementWise(BaseCAM):
@@ -551,7 +591,7 @@ class GradCAMElementWise(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    _weighting = staticmethod(_W._gradcam_elementwise)
+    _terms = staticmethod(_W._gradcam_elementwise_terms)
 
 
 class EigenGradCAM(BaseCAM):
@@ -565,7 +605,16 @@ class EigenGradCAM(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    _weighting = staticmethod(_W._eigengradcam)
+    _terms = staticmethod(_W._hirescam_terms)  # g * A, projected rather than summed
+
+    def weigh(
+        self,
+        activations: torch.Tensor,
+        gradients: torch.Tensor | None,
+        targets: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Apply :func:`camseg.functional.eigengradcam`."""
+        return _W._eigen_projection(self.weighted_activations(activations, gradients, targets))
 
 
 class XGradCAM(BaseCAM):
@@ -579,7 +628,7 @@ class XGradCAM(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    _weighting = staticmethod(_W._xgradcam)
+    _terms = staticmethod(_W._xgradcam_terms)
 
 
 class LayerCAM(BaseCAM):
@@ -593,7 +642,7 @@ class LayerCAM(BaseCAM):
         torch.Size([2, 8, 8])
     """
 
-    _weighting = staticmethod(_W._layercam)
+    _terms = staticmethod(_W._layercam_terms)
 
 
 class LinearCAM(BaseCAM):
@@ -655,6 +704,22 @@ class LinearCAM(BaseCAM):
         weight = self.head.weight
         return CF.linear_cam(activations, weight.to(activations.dtype), targets)
 
+    def weighted_activations(
+        self,
+        activations: torch.Tensor,
+        gradients: torch.Tensor | None,
+        targets: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``W[c, k] * A_k`` for the target class ``c`` (``+-W[0]`` for a single-logit head)."""
+        assert targets is not None
+        weight = self.head.weight.to(activations.dtype)
+        if weight.shape[0] == 1:
+            w = (2 * targets - 1).to(weight.dtype).unsqueeze(-1) * weight[0]
+        else:
+            w = weight[targets]  # (B, C) or (B, K, C)
+        a = activations if w.ndim == 2 else activations.unsqueeze(1)
+        return w[..., None, None] * a
+
 
 def _resolve_head(model: nn.Module, head: LayerSpec) -> list[tuple[str, nn.Module]]:
     if not isinstance(head, (str, nn.Module)):
@@ -690,3 +755,12 @@ class EigenCAM(BaseCAM):
     ) -> torch.Tensor:
         """Apply :func:`camseg.functional.eigencam`."""
         return CF.eigencam(activations)
+
+    def weighted_activations(
+        self,
+        activations: torch.Tensor,
+        gradients: torch.Tensor | None,
+        targets: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The activations themselves (``eigen_smooth`` leaves Eigen-CAM unchanged)."""
+        return activations

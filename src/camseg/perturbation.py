@@ -45,6 +45,7 @@ from camseg.extractors import (
     _fuse,
     _run_model,
 )
+from camseg.functional import weights as _W  # the weightings' kernels, on checked tensors
 
 __all__ = ["AblationCAM", "ScoreCAM"]
 
@@ -116,6 +117,7 @@ class _PerturbationCAM(BaseCAM):
         create_graph: bool,
         *,
         cast: bool = True,
+        eigen_smooth: bool = False,
     ) -> CAMResult:
         kind = type(self).__name__
         if create_graph:
@@ -151,11 +153,15 @@ class _PerturbationCAM(BaseCAM):
                 chosen = self._chosen(a)
                 job = _Job(images, name, module, r, a, logits, base, scorer, chosen)
                 weights = self._weights(job)
-                if weights.ndim == 2:
-                    m = torch.einsum("bc,bchw->bhw", weights.to(a.dtype), a)
+                w = weights.to(a.dtype)
+                if eigen_smooth:
+                    w = w if w.ndim == 2 else w.transpose(1, 2)  # (B, K, C)
+                    terms = w[..., None, None] * (a if w.ndim == 2 else a.unsqueeze(1))
+                    raw.append(_W._eigen_projection(terms))
+                elif w.ndim == 2:
+                    raw.append(torch.einsum("bc,bchw->bhw", w, a).clamp(min=0))
                 else:
-                    m = torch.einsum("bck,bchw->bkhw", weights.to(a.dtype), a)
-                raw.append(m.clamp(min=0))
+                    raw.append(torch.einsum("bck,bchw->bkhw", w, a).clamp(min=0))
             maps = _fuse(raw, out_size)
             maps = CF.normalize(maps, mode=normalize)
         maps = maps.to(images.dtype) if cast else maps

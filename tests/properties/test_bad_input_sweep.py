@@ -250,6 +250,7 @@ CAM_OPTIONS = {
     "size": Opt(("bogus", (0, 4), (4,), 3)),
     "create_graph": Opt(BOOL_OPT),
     "aug_smooth": Opt(BOOL_OPT),
+    "eigen_smooth": Opt(BOOL_OPT),
     "layers": Opt(("nope", 5, None)),
     "model": Opt((5, None)),
 }

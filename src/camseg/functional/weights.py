@@ -108,9 +108,12 @@ def gradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
 def _gradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     # the computation on checked inputs; the extractors call it directly (their
     # tensors come from autograd and are checked once there)
+    return _channel_sum(_gradcam_terms(activations, gradients))
+
+
+def _gradcam_terms(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     a = _align(activations, gradients)
-    weights = gradients.mean(dim=(-2, -1), keepdim=True)
-    return torch.relu((weights * a).sum(dim=-3))
+    return gradients.mean(dim=(-2, -1), keepdim=True) * a
 
 
 def hirescam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -151,8 +154,11 @@ def hirescam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
 def _hirescam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     # the computation on checked inputs; the extractors call it directly (their
     # tensors come from autograd and are checked once there)
-    a = _align(activations, gradients)
-    return torch.relu((gradients * a).sum(dim=-3))
+    return _channel_sum(_hirescam_terms(activations, gradients))
+
+
+def _hirescam_terms(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    return gradients * _align(activations, gradients)
 
 
 def gradcam_elementwise(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -191,8 +197,11 @@ def gradcam_elementwise(activations: torch.Tensor, gradients: torch.Tensor) -> t
 def _gradcam_elementwise(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     # the computation on checked inputs; the extractors call it directly (their
     # tensors come from autograd and are checked once there)
-    a = _align(activations, gradients)
-    return torch.relu(gradients * a).sum(dim=-3)
+    return _gradcam_elementwise_terms(activations, gradients).sum(dim=-3)
+
+
+def _gradcam_elementwise_terms(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    return torch.relu(gradients * _align(activations, gradients))
 
 
 def xgradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -233,12 +242,16 @@ def xgradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
 def _xgradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     # the computation on checked inputs; the extractors call it directly (their
     # tensors come from autograd and are checked once there)
+    return _channel_sum(_xgradcam_terms(activations, gradients))
+
+
+def _xgradcam_terms(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     a = _align(activations, gradients)
     total = a.sum(dim=(-2, -1), keepdim=True)
     num = (gradients * a).sum(dim=(-2, -1), keepdim=True)
     safe = torch.where(total != 0, total, torch.ones_like(total))
     weights = torch.where(total != 0, num / safe, torch.zeros_like(num))
-    return torch.relu((weights * a).sum(dim=-3))
+    return weights * a
 
 
 def gradcam_pp(
@@ -298,6 +311,12 @@ def gradcam_pp(
 def _gradcam_pp(activations: torch.Tensor, gradients: torch.Tensor, eps: float) -> torch.Tensor:
     # the computation on checked inputs; the extractors call it directly (their
     # tensors come from autograd and are checked once there)
+    return _channel_sum(_gradcam_pp_terms(activations, gradients, eps))
+
+
+def _gradcam_pp_terms(
+    activations: torch.Tensor, gradients: torch.Tensor, eps: float
+) -> torch.Tensor:
     a = _align(activations, gradients)
     g2 = gradients.pow(2)
     g3 = g2 * gradients
@@ -306,7 +325,7 @@ def _gradcam_pp(activations: torch.Tensor, gradients: torch.Tensor, eps: float) 
     nonzero = denom != 0
     alpha = torch.where(nonzero, g2 / torch.where(nonzero, denom, torch.ones_like(denom)), 0.0)
     weights = (alpha * torch.relu(gradients)).sum(dim=(-2, -1), keepdim=True)
-    return torch.relu((weights * a).sum(dim=-3))
+    return weights * a
 
 
 def layercam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -344,8 +363,11 @@ def layercam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
 def _layercam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     # the computation on checked inputs; the extractors call it directly (their
     # tensors come from autograd and are checked once there)
-    a = _align(activations, gradients)
-    return torch.relu((torch.relu(gradients) * a).sum(dim=-3))
+    return _channel_sum(_layercam_terms(activations, gradients))
+
+
+def _layercam_terms(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    return torch.relu(gradients) * _align(activations, gradients)
 
 
 def linear_cam(
@@ -513,7 +535,16 @@ def eigengradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Te
 def _eigengradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     # the computation on checked inputs; the extractors call it directly (their
     # tensors come from autograd and are checked once there)
-    weighted = _align(activations, gradients) * gradients
-    lead = weighted.shape[:-3]
-    maps = eigencam(weighted.reshape(-1, *weighted.shape[-3:]))
+    return _eigen_projection(_hirescam_terms(activations, gradients))
+
+
+def _channel_sum(terms: torch.Tensor) -> torch.Tensor:
+    """The raw map of per-channel terms ``(..., C, h, w)``: ReLU of their channel sum."""
+    return torch.relu(terms.sum(dim=-3))
+
+
+def _eigen_projection(terms: torch.Tensor) -> torch.Tensor:
+    """:func:`eigencam` of per-channel terms ``(..., C, h, w)`` (``eigen_smooth``)."""
+    lead = terms.shape[:-3]
+    maps = eigencam(terms.reshape(-1, *terms.shape[-3:]))
     return maps.reshape(*lead, *maps.shape[-2:])
