@@ -661,3 +661,19 @@ def test_eigen_smooth_for_linear_cam_and_k_targets(tiny_net, images):
         torch.testing.assert_close(k_maps[:, 1], one, atol=1e-12, rtol=0)
     with pytest.raises(TypeError, match="eigen_smooth"):
         camseg.GradCAM(net, "features.3")(x, eigen_smooth="yes")
+
+
+def test_fusion_rules(tiny_net, images):
+    cam = camseg.GradCAM(tiny_net, ["features.1", "features.3"])
+    raw = [
+        camseg.GradCAM(tiny_net, n)(images, targets=1, normalize=None, size=None)
+        for n in ("features.1", "features.3")
+    ]
+    minmax = cam(images, targets=1, normalize=None, size=None, fusion="minmax")
+    expected = torch.stack([CF.normalize(m) for m in raw]).mean(0)
+    torch.testing.assert_close(minmax, expected)
+    one = camseg.GradCAM(tiny_net, "features.3")
+    torch.testing.assert_close(one(images, fusion="minmax"), one(images))
+    for bad in ("mean", None, 1):
+        with pytest.raises(ValueError, match="fusion"):
+            cam(images, fusion=bad)

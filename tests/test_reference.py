@@ -187,3 +187,22 @@ def test_eigen_smooth_matches_pytorch_grad_cam_up_to_the_sign(model_and_layer, m
         )
         assert err < 1e-4 * scale
         assert float(ours[i].max()) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["gradcam", "layercam"])
+def test_minmax_fusion_reproduces_pytorch_grad_cam_on_several_layers(method):
+    ours_cls, theirs_cls, _ = METHODS[method]
+    torch.manual_seed(7)
+    model = torchvision.models.resnet18(weights=None, num_classes=3).eval().double()
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    layers = ["layer2", "layer3", "layer4"]
+    modules = [model.get_submodule(n) for n in layers]
+    with theirs_cls(model=model, target_layers=modules) as cam:
+        theirs = torch.from_numpy(cam(x, targets=[ClassifierOutputTarget(t) for t in (2, 1)]))
+    model.zero_grad(set_to_none=True)
+    ours = ours_cls(model, layers)(x, targets=[2, 1], fusion="minmax").float()
+    default = ours_cls(model, layers)(x, targets=[2, 1]).float()
+    # pytorch-grad-cam resizes with OpenCV in float32 and adds 1e-7 to its min-max denominators
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    assert float((default - theirs).abs().max()) > 1e-3  # camseg's own rule differs

@@ -44,6 +44,7 @@ __all__ = [
     "CAMResult",
     "EigenCAM",
     "EigenGradCAM",
+    "Fusion",
     "GradCAM",
     "GradCAMElementWise",
     "GradCAMPlusPlus",
@@ -53,6 +54,10 @@ __all__ = [
     "Size",
     "XGradCAM",
 ]
+
+Fusion: TypeAlias = Literal["max", "minmax"]
+"""How the maps of several layers combine: ``"max"`` (camseg's rule) or ``"minmax"``
+(pytorch-grad-cam's); see ``fusion`` in :meth:`BaseCAM.__call__`."""
 
 Size: TypeAlias = Literal["input"] | tuple[int, int] | None
 """Output size of the maps: ``"input"`` (the input's ``(H, W)``), ``None`` (the
@@ -81,10 +86,11 @@ class BaseCAM:
         model: the classifier. Its output must be logits ``(B, C)`` unless
             ``targets`` is a callable.
         layers: the layer to explain (dotted name or module), or several, whose
-            maps are fused: each layer's raw map is resized to the common size,
-            divided by its per-image maximum (so each layer counts equally and
-            zero stays zero) and the layers are averaged; the normalization
-            then applies to the fused map.
+            maps are fused: by default each layer's raw map is resized to the
+            common size, divided by its per-image maximum (so each layer counts
+            equally and zero stays zero) and the layers are averaged (``fusion=``
+            of the call chooses pytorch-grad-cam's rule instead); the
+            normalization then applies to the fused map.
         reshape: optional callable turning a layer output into ``(B, C, h, w)``
             (e.g. :func:`camseg.functional.tokens_to_grid` for ViTs).
 
@@ -131,6 +137,7 @@ class BaseCAM:
         create_graph: bool = False,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        fusion: Fusion = "max",
     ) -> torch.Tensor:
         """Compute maps for a batch.
 
@@ -157,6 +164,13 @@ class BaseCAM:
                 does (sign fixed to correlate with the channel sum; pytorch-grad-cam's
                 ``eigen_smooth`` leaves the sign to the SVD). Removes noise that is
                 not the dominant pattern; costs one batched SVD per layer.
+            fusion: how the maps of several layers combine. ``"max"`` (default):
+                each raw map is resized to the common size and divided by its
+                per-image maximum, so each layer counts equally and zero stays
+                zero, then the layers are averaged. ``"minmax"``: pytorch-grad-cam's
+                rule, each map min-max scaled at its own resolution, then resized
+                and averaged (its minimum becomes 0 even where the layer saw
+                evidence everywhere). One layer: no effect.
 
         Returns:
             Maps ``(B, H, W)``, or ``(B, K, H, W)`` for ``(B, K)`` targets, on
@@ -187,6 +201,7 @@ class BaseCAM:
             create_graph=create_graph,
             aug_smooth=aug_smooth,
             eigen_smooth=eigen_smooth,
+            fusion=fusion,
         ).maps
 
     def explain(
@@ -199,6 +214,7 @@ class BaseCAM:
         create_graph: bool = False,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        fusion: Fusion = "max",
     ) -> CAMResult:
         """Like calling the extractor, but also return the logits and targets.
 
@@ -209,6 +225,7 @@ class BaseCAM:
         """
         _check_images(images)
         check_one_of(normalize, "normalize", ("minmax", "max", None))
+        check_one_of(fusion, "fusion", ("max", "minmax"))
         out_size = _check_size(size, images)
         if not isinstance(create_graph, bool):
             raise TypeError(
@@ -225,11 +242,24 @@ class BaseCAM:
             )
         if not aug_smooth:
             return self._explain(
-                images, targets, normalize, out_size, create_graph, eigen_smooth=eigen_smooth
+                images,
+                targets,
+                normalize,
+                out_size,
+                create_graph,
+                eigen_smooth=eigen_smooth,
+                fusion=fusion,
             )
         # raw maps in the computation dtype, normalised and rounded once at the end
         first = self._explain(
-            images, targets, None, out_size, create_graph, cast=False, eigen_smooth=eigen_smooth
+            images,
+            targets,
+            None,
+            out_size,
+            create_graph,
+            cast=False,
+            eigen_smooth=eigen_smooth,
+            fusion=fusion,
         )
         fixed = first.targets if first.targets is not None else targets
         total = first.maps
@@ -237,7 +267,14 @@ class BaseCAM:
             turned = out_size if out_size is None or k % 2 == 0 else (out_size[1], out_size[0])
             x = CF.apply_transform(images, (k, flip))
             maps = self._explain(
-                x, fixed, None, turned, create_graph, cast=False, eigen_smooth=eigen_smooth
+                x,
+                fixed,
+                None,
+                turned,
+                create_graph,
+                cast=False,
+                eigen_smooth=eigen_smooth,
+                fusion=fusion,
             ).maps
             total = total + CF.apply_transform(maps, (k, flip), inverse=True)
         maps = CF.normalize(total / 8, mode=normalize).to(images.dtype)
@@ -254,6 +291,7 @@ class BaseCAM:
         *,
         cast: bool = True,
         eigen_smooth: bool = False,
+        fusion: Fusion = "max",
     ) -> CAMResult:
         """One pass on checked arguments (``out_size`` resolved).
 
@@ -274,7 +312,7 @@ class BaseCAM:
             )
         if has_k and not self.uses_gradients and raw[0].ndim == 3 and idx is not None:
             raw = [m.unsqueeze(1).expand(-1, idx.shape[1], -1, -1) for m in raw]
-        maps = _fuse(raw, out_size)
+        maps = _fuse(raw, out_size, fusion)
         maps = CF.normalize(maps, mode=normalize)
         maps = maps.to(images.dtype) if cast else maps
         if not create_graph:
@@ -493,13 +531,17 @@ def _check_size(size: Size, x: torch.Tensor) -> tuple[int, int] | None:
     )
 
 
-def _fuse(raw: list[torch.Tensor], size: tuple[int, int] | None) -> torch.Tensor:
+def _fuse(raw: list[torch.Tensor], size: tuple[int, int] | None, fusion: Fusion) -> torch.Tensor:
+    """One raw map from the layers' maps (see ``fusion`` in :meth:`BaseCAM.__call__`)."""
     if len(raw) == 1:
         return raw[0] if size is None else CF.upsample(raw[0], size)
     if size is None:
         size = max((tuple(m.shape[-2:]) for m in raw), key=lambda s: s[0] * s[1])  # type: ignore[assignment]
     assert size is not None
-    scaled = [CF.normalize(CF.upsample(m, size), mode="max") for m in raw]
+    if fusion == "minmax":
+        scaled = [CF.upsample(CF.normalize(m, mode="minmax"), size) for m in raw]
+    else:
+        scaled = [CF.normalize(CF.upsample(m, size), mode="max") for m in raw]
     return torch.stack(scaled, dim=0).mean(dim=0)
 
 

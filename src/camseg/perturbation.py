@@ -40,6 +40,7 @@ from camseg.capture import LayerSpec, Reshape, warn_if_all_zero
 from camseg.extractors import (
     BaseCAM,
     CAMResult,
+    Fusion,
     _as_float,
     _check_layout,
     _fuse,
@@ -118,6 +119,7 @@ class _PerturbationCAM(BaseCAM):
         *,
         cast: bool = True,
         eigen_smooth: bool = False,
+        fusion: Fusion = "max",
     ) -> CAMResult:
         kind = type(self).__name__
         if create_graph:
@@ -162,7 +164,7 @@ class _PerturbationCAM(BaseCAM):
                     raw.append(torch.einsum("bc,bchw->bhw", w, a).clamp(min=0))
                 else:
                     raw.append(torch.einsum("bck,bchw->bkhw", w, a).clamp(min=0))
-            maps = _fuse(raw, out_size)
+            maps = _fuse(raw, out_size, fusion)
             maps = CF.normalize(maps, mode=normalize)
         maps = maps.to(images.dtype) if cast else maps
         return CAMResult(maps, logits.detach() if isinstance(logits, torch.Tensor) else logits, idx)

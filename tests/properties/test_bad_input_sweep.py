@@ -251,6 +251,7 @@ CAM_OPTIONS = {
     "create_graph": Opt(BOOL_OPT),
     "aug_smooth": Opt(BOOL_OPT),
     "eigen_smooth": Opt(BOOL_OPT),
+    "fusion": Opt(CHOICE),
     "layers": Opt(("nope", 5, None)),
     "model": Opt((5, None)),
 }
