@@ -77,6 +77,7 @@ autodoc_type_aliases = {
     "Targets": "camseg.Targets",
     "LayerSpec": "camseg.capture.LayerSpec",
     "Reshape": "camseg.capture.Reshape",
+    "Element": "camseg.capture.Element",
     "NormalizeMode": "camseg.functional.NormalizeMode",
     "Group": "camseg.functional.Group",
     "Reduction": "camseg.losses.Reduction",

@@ -11,10 +11,11 @@ training or ``requires_grad`` flags.
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, NamedTuple, TypeAlias, TypeVar, cast, overload
 
 import torch
@@ -23,7 +24,7 @@ from torch import nn
 from camseg._checks import check_finite, describe
 from camseg._targets import Targets, resolve_scores
 
-__all__ = ["CAMWarning", "LayerCapture", "LayerInfo", "LayerSpec", "list_layers"]
+__all__ = ["CAMWarning", "Element", "LayerCapture", "LayerInfo", "LayerSpec", "list_layers"]
 
 LayerSpec: TypeAlias = str | nn.Module
 """A layer, given as a dotted name (``"layer4"``, ``"features.29"``) or a module."""
@@ -132,6 +133,87 @@ class _ThreadState(threading.local):
         self.records: dict[str, list[torch.Tensor]] = {}
 
 
+Element: TypeAlias = int | str | None
+"""Which output of a layer returning a tuple, list or mapping to capture: an index or a key."""
+
+
+def check_element(element: object) -> Element:
+    """``element`` if it is ``None``, an int or a str; else a TypeError."""
+    if element is None or isinstance(element, str):
+        return element
+    if isinstance(element, int) and not isinstance(element, bool):
+        return element
+    raise TypeError(
+        f"Expected `element` to be None, an int index or a str key, but got {describe(element)}."
+    )
+
+
+def select_element(output: Any, element: Element, name: str) -> torch.Tensor:
+    """The tensor a hooked layer's ``output`` holds at ``element`` (the output itself for None)."""
+    if element is None:
+        if isinstance(output, torch.Tensor):
+            return output
+        hint = "capture a submodule that returns a tensor"
+        if isinstance(output, (tuple, list)):
+            hint = "pass `element=0` (or the index of the tensor to explain)"
+        elif isinstance(output, Mapping):
+            keys = list(output)[:5]
+            hint = f"pass `element=` with one of the keys {keys}"
+        raise TypeError(
+            f"Expected layer {name!r} to output a tensor, but it returned {describe(output)}. "
+            f"Hint: {hint}."
+        )
+    if isinstance(output, torch.Tensor):
+        raise TypeError(
+            f"Expected `element=None` for layer {name!r}, which returns a tensor, but got "
+            f"{element!r}. `element` chooses among the outputs of a layer returning a tuple, "
+            "list or mapping."
+        )
+    if isinstance(element, int) and isinstance(output, (tuple, list)):
+        if not -len(output) <= element < len(output):
+            raise ValueError(
+                f"Expected `element` to index the {len(output)} outputs of layer {name!r}, but "
+                f"got {element}."
+            )
+        picked = output[element]
+    elif isinstance(element, str) and isinstance(output, Mapping):
+        if element not in output:
+            raise ValueError(
+                f"Expected `element` to be a key of the outputs of layer {name!r} "
+                f"({list(output)[:10]}), but got {element!r}."
+            )
+        picked = output[element]
+    else:
+        kind = "an int index" if isinstance(output, (tuple, list)) else "a str key"
+        raise TypeError(
+            f"Expected `element` to be {kind} for the output of layer {name!r} "
+            f"({describe(output)}), but got {element!r}."
+        )
+    if not isinstance(picked, torch.Tensor):
+        raise TypeError(
+            f"Expected output {element!r} of layer {name!r} to be a tensor, but it is "
+            f"{describe(picked)}."
+        )
+    return picked
+
+
+def replace_element(output: Any, element: Element, value: torch.Tensor) -> Any:
+    """``output`` with the tensor at ``element`` replaced by ``value`` (same container type)."""
+    if element is None:
+        return value
+    if isinstance(output, Mapping):
+        new = copy.copy(output)
+        new[element] = value  # type: ignore[index]
+        return new
+    items = list(output)
+    items[element] = value  # type: ignore[index]
+    if isinstance(output, list):
+        return items
+    if hasattr(output, "_make"):  # a namedtuple
+        return type(output)._make(items)
+    return tuple(items)
+
+
 _Grads = TypeVar("_Grads", torch.Tensor, list[torch.Tensor])
 _Self = TypeVar("_Self", bound="LayerCapture[Any]")
 
@@ -172,6 +254,11 @@ class LayerCapture(Generic[_Grads]):
             returned (and to its gradient), e.g.
             ``functools.partial(camseg.functional.tokens_to_grid, prefix_tokens=1)``
             for ViT tokens ``(B, N, C) -> (B, C, h, w)``.
+        element: for layers whose forward returns a tuple, list or mapping
+            (``nn.MultiheadAttention``, ``nn.LSTM``, many transformer blocks):
+            the index or key of the tensor to record and differentiate; the
+            layer's other outputs pass through unchanged. ``None``: the output
+            must be a tensor.
 
     Raises:
         TypeError: if ``model`` is not a module or ``layers`` has the wrong type.
@@ -199,6 +286,7 @@ class LayerCapture(Generic[_Grads]):
         layers: LayerSpec,
         *,
         reshape: Reshape | None = None,
+        element: Element = None,
     ) -> None: ...
 
     @overload
@@ -208,6 +296,7 @@ class LayerCapture(Generic[_Grads]):
         layers: Sequence[LayerSpec],
         *,
         reshape: Reshape | None = None,
+        element: Element = None,
     ) -> None: ...
 
     def __init__(
@@ -216,6 +305,7 @@ class LayerCapture(Generic[_Grads]):
         layers: LayerSpec | Sequence[LayerSpec],
         *,
         reshape: Reshape | None = None,
+        element: Element = None,
     ) -> None:
         self.model = model
         self.layers = resolve_layers(model, layers)
@@ -225,6 +315,7 @@ class LayerCapture(Generic[_Grads]):
                 f"Expected `reshape` to be a callable or None, but got {describe(reshape)}."
             )
         self.reshape = reshape
+        self.element = check_element(element)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._users = 0
         self._lock = threading.Lock()
@@ -333,19 +424,15 @@ class LayerCapture(Generic[_Grads]):
             state = self._state
             if not state.recording:
                 return None
-            if not isinstance(output, torch.Tensor):
-                raise TypeError(
-                    f"Expected layer {name!r} to output a tensor, but it returned "
-                    f"{describe(output)}. Hint: capture a submodule that returns a tensor."
-                )
+            tensor = select_element(output, self.element, name)
             if state.grad_at_layer and not torch.is_grad_enabled():
                 torch.set_grad_enabled(True)
             if torch.is_grad_enabled():
-                recorded = output if output.requires_grad else output.detach().requires_grad_(True)
+                recorded = tensor if tensor.requires_grad else tensor.detach().requires_grad_(True)
                 state.records.setdefault(name, []).append(recorded)
-                return recorded.clone()
+                return replace_element(output, self.element, recorded.clone())
             # no graph: keep a copy, so in-place ops after the layer cannot rewrite it
-            state.records.setdefault(name, []).append(output.detach().clone())
+            state.records.setdefault(name, []).append(tensor.detach().clone())
             return None
 
         return hook

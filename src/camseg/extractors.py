@@ -36,7 +36,14 @@ from camseg._checks import (
     describe,
 )
 from camseg._targets import Targets, gives_scores, resolve_scores
-from camseg.capture import LayerCapture, LayerSpec, Reshape, resolve_layers, warn_if_all_zero
+from camseg.capture import (
+    Element,
+    LayerCapture,
+    LayerSpec,
+    Reshape,
+    resolve_layers,
+    warn_if_all_zero,
+)
 from camseg.functional import weights as _W  # the weightings' kernels, on checked tensors
 
 __all__ = [
@@ -93,6 +100,8 @@ class BaseCAM:
             normalization then applies to the fused map.
         reshape: optional callable turning a layer output into ``(B, C, h, w)``
             (e.g. :func:`camseg.functional.tokens_to_grid` for ViTs).
+        element: for a layer that returns a tuple, list or mapping, the index or
+            key of the tensor to explain (see :class:`camseg.LayerCapture`).
 
     Raises:
         TypeError: if ``model`` is not a module.
@@ -110,9 +119,10 @@ class BaseCAM:
         layers: LayerSpec | Sequence[LayerSpec],
         *,
         reshape: Reshape | None = None,
+        element: Element = None,
     ) -> None:
         self.model = model
-        self._capture = LayerCapture(model, layers, reshape=reshape)
+        self._capture = LayerCapture(model, layers, reshape=reshape, element=element)
 
     # -- hooks ---------------------------------------------------------------
     def __enter__(self: _Self) -> _Self:
@@ -573,6 +583,7 @@ class GradCAMPlusPlus(BaseCAM):
         model: the classifier.
         layers: layer(s) to explain.
         reshape: optional token reshape.
+        element: index or key of a tuple/dict layer output.
         eps: added to the denominator of alpha (0: the exact formula;
             ``1e-6`` reproduces pytorch-grad-cam).
 
@@ -591,10 +602,11 @@ class GradCAMPlusPlus(BaseCAM):
         layers: LayerSpec | Sequence[LayerSpec],
         *,
         reshape: Reshape | None = None,
+        element: Element = None,
         eps: float = 0.0,
     ) -> None:
         check_nonnegative(eps, "eps")
-        super().__init__(model, layers, reshape=reshape)
+        super().__init__(model, layers, reshape=reshape, element=element)
         self.eps = eps
 
     def weighted_activations(
@@ -699,6 +711,7 @@ class LinearCAM(BaseCAM):
         layers: the layer whose pooled output feeds ``head``.
         head: the linear head (dotted name or module), e.g. ``"fc"``.
         reshape: optional token reshape.
+        element: index or key of a tuple/dict layer output.
 
     Raises:
         TypeError: if ``head`` is not an ``nn.Linear``.
@@ -725,8 +738,9 @@ class LinearCAM(BaseCAM):
         *,
         head: LayerSpec = "fc",
         reshape: Reshape | None = None,
+        element: Element = None,
     ) -> None:
-        super().__init__(model, layers, reshape=reshape)
+        super().__init__(model, layers, reshape=reshape, element=element)
         ((_, module),) = _resolve_head(model, head)
         if not isinstance(module, nn.Linear):
             raise TypeError(

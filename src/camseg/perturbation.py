@@ -36,7 +36,7 @@ from torch import nn
 from camseg import functional as CF
 from camseg._checks import check_finite, check_positive_int, describe
 from camseg._targets import Targets, resolve_scores
-from camseg.capture import LayerSpec, Reshape, warn_if_all_zero
+from camseg.capture import Element, LayerSpec, Reshape, replace_element, warn_if_all_zero
 from camseg.extractors import (
     BaseCAM,
     CAMResult,
@@ -102,10 +102,11 @@ class _PerturbationCAM(BaseCAM):
         layers: LayerSpec | Sequence[LayerSpec],
         *,
         reshape: Reshape | None,
+        element: Element,
         batch_size: int,
         top_k: int | None,
     ) -> None:
-        super().__init__(model, layers, reshape=reshape)
+        super().__init__(model, layers, reshape=reshape, element=element)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.top_k = None if top_k is None else check_positive_int(top_k, "top_k")
 
@@ -206,6 +207,7 @@ class ScoreCAM(_PerturbationCAM):
         model: the classifier, in eval mode.
         layers: the layer(s) to explain.
         reshape: optional token reshape.
+        element: index or key of a tuple/dict layer output.
         batch_size: masked images per forward batch (the memory bound: about
             ``batch_size`` images' forward activations at a time). 16 is the
             fastest of 8 ... 64 on a 2-core CPU (``benchmarks/bench_perturbation.py``);
@@ -234,10 +236,13 @@ class ScoreCAM(_PerturbationCAM):
         layers: LayerSpec | Sequence[LayerSpec],
         *,
         reshape: Reshape | None = None,
+        element: Element = None,
         batch_size: int = 16,
         top_k: int | None = None,
     ) -> None:
-        super().__init__(model, layers, reshape=reshape, batch_size=batch_size, top_k=top_k)
+        super().__init__(
+            model, layers, reshape=reshape, element=element, batch_size=batch_size, top_k=top_k
+        )
 
     def _weights(self, job: _Job) -> torch.Tensor:
         images, a, base, scorer, chosen = job.images, job.acts, job.base, job.scorer, job.chosen
@@ -287,6 +292,7 @@ class AblationCAM(_PerturbationCAM):
         model: the classifier, in eval mode.
         layers: the layer(s) to explain; outputs must be ``(B, C, h, w)`` (token
             layers are not supported).
+        element: index or key of a tuple/dict layer output.
         batch_size: ablated copies per forward batch: that many rows of the
             layers above (or, on the fallback, that many images' forward
             activations). Larger is faster: each batch runs the layers below
@@ -317,6 +323,7 @@ class AblationCAM(_PerturbationCAM):
         layers: LayerSpec | Sequence[LayerSpec],
         *,
         reshape: Reshape | None = None,
+        element: Element = None,
         batch_size: int = 128,
         top_k: int | None = None,
         ablation_value: float = 0.0,
@@ -334,7 +341,9 @@ class AblationCAM(_PerturbationCAM):
             raise ValueError(
                 f"Expected `ablation_value` to be a finite number, but got {ablation_value!r}."
             )
-        super().__init__(model, layers, reshape=None, batch_size=batch_size, top_k=top_k)
+        super().__init__(
+            model, layers, reshape=None, element=element, batch_size=batch_size, top_k=top_k
+        )
         self.ablation_value = float(ablation_value)
         self._replay_above: dict[str, bool] = {}
 
@@ -375,7 +384,7 @@ class AblationCAM(_PerturbationCAM):
             first = name not in self._replay_above
             given = torch.cat([unablated[None], rows]) if first else rows
             try:
-                out = _forward_with_output(self.model, module, image, given)
+                out = _forward_with_output(self.model, module, image, given, self._capture.element)
             except RuntimeError:
                 out = None  # a tensor from below does not broadcast over the copies
             ok = isinstance(out, torch.Tensor) and out.shape[:1] == given.shape[:1]
@@ -388,16 +397,20 @@ class AblationCAM(_PerturbationCAM):
                 assert isinstance(out, torch.Tensor)
                 return out
         copies = image.expand(len(rows), *image.shape[1:])
-        return _forward_with_output(self.model, module, copies, rows)
+        return _forward_with_output(self.model, module, copies, rows, self._capture.element)
 
 
 def _forward_with_output(
-    model: nn.Module, module: nn.Module, images: torch.Tensor, output: torch.Tensor
+    model: nn.Module,
+    module: nn.Module,
+    images: torch.Tensor,
+    output: torch.Tensor,
+    element: Element,
 ) -> Any:
-    """``model(images)`` with ``module``'s output replaced by ``output``."""
+    """``model(images)`` with ``module``'s output (its ``element``) replaced by ``output``."""
 
-    def hook(_m: nn.Module, _i: Any, _o: Any) -> torch.Tensor:
-        return output
+    def hook(_m: nn.Module, _i: Any, out: Any) -> Any:
+        return replace_element(out, element, output)
 
     handle = module.register_forward_hook(hook)
     try:

@@ -252,6 +252,7 @@ CAM_OPTIONS = {
     "aug_smooth": Opt(BOOL_OPT),
     "eigen_smooth": Opt(BOOL_OPT),
     "fusion": Opt(CHOICE),
+    "element": Opt((1.5, True, 0, "x")),
     "layers": Opt(("nope", 5, None)),
     "model": Opt((5, None)),
 }
@@ -280,7 +281,7 @@ for _cls in (
     case(
         f"camseg.{_cls.__name__}",
         build=_cam_build,
-        call=cls_call(_cls, ("model", "layers")),
+        call=cls_call(_cls, ("model", "layers", "element")),
         tensors=CAM_CALL,
         options=CAM_OPTIONS,
         ok={
@@ -294,7 +295,7 @@ for _cls in (camseg.ScoreCAM, camseg.AblationCAM):
     case(
         f"camseg.{_cls.__name__}",
         build=_cam_build,
-        call=cls_call(_cls, ("model", "layers", "batch_size", "top_k")),
+        call=cls_call(_cls, ("model", "layers", "element", "batch_size", "top_k")),
         tensors=CAM_CALL,
         options={
             **CAM_OPTIONS,
