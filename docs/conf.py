@@ -68,6 +68,7 @@ nitpick_ignore = [
     # private Literal aliases and a Protocol of option types, spelled out in the text
     ("py:class", "TVNorm"),
     ("py:class", "MaskKind"),
+    ("py:class", "HeadFusion"),
     ("py:class", "camseg.slide._sliding._CAMOutput"),
     # Sphinx 9 renders an alias nested in a generic (``Sequence[LayerSpec]``) as this
     ("py:class", "TypeAliasForwardRef"),

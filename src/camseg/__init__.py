@@ -21,6 +21,7 @@ Public entry points:
 
 from camseg import functional, losses, metrics, postprocess, slide, synthetic, viz
 from camseg._targets import Targets
+from camseg.attention import AttentionRelevance, AttentionRollout
 from camseg.capture import CAMWarning, LayerCapture, LayerInfo, list_layers
 from camseg.extractors import (
     BaseCAM,
@@ -41,6 +42,8 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AblationCAM",
+    "AttentionRelevance",
+    "AttentionRollout",
     "BaseCAM",
     "CAMResult",
     "CAMWarning",

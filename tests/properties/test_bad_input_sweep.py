@@ -309,6 +309,70 @@ for _cls in (camseg.ScoreCAM, camseg.AblationCAM):
     )
 
 
+class _TinyViT(nn.Module):
+    """Any image -> a 4 x 4 grid of tokens and a class token -> one attention layer -> head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Conv2d(3, 8, 1))
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(x.shape[0], -1, -1), t], dim=1)
+        t = t + self.attn(t, t, t, need_weights=False)[0]
+        return self.head(t[:, 0])
+
+
+torch.manual_seed(0)
+VIT = _TinyViT().eval()
+
+
+def _attention_build(ctx: Ctx) -> dict[str, Any]:
+    return {**_cam_build(ctx), "model": VIT, "layers": None}
+
+
+_ATTENTION_OPTIONS = {
+    "normalize": Opt(CHOICE),
+    "size": Opt(("bogus", (0, 4), (4,), 3)),
+    "layers": Opt(("nope", 5, "embed")),
+    "model": Opt((5, None)),
+    "prefix_tokens": Opt((0, -1, 1.5, True)),
+    "grid": Opt(((0, 4), (4,), "x")),
+}
+case(
+    "camseg.AttentionRollout",
+    build=_attention_build,
+    call=cls_call(
+        camseg.AttentionRollout,
+        ("model", "layers", "prefix_tokens", "grid", "head_fusion", "discard_ratio"),
+    ),
+    tensors=CAM_CALL,
+    options={
+        **_ATTENTION_OPTIONS,
+        "head_fusion": Opt(CHOICE),
+        "discard_ratio": Opt((-0.1, 1.0, "x", True)),
+    },
+    ok={
+        "targets:list": "a list of class ids is a documented form of `targets`",
+        "targets:ndim-": "a 0-d tensor is one class for every image, like an int",
+    },
+)
+case(
+    "camseg.AttentionRelevance",
+    build=_attention_build,
+    call=cls_call(camseg.AttentionRelevance, ("model", "layers", "prefix_tokens", "grid")),
+    tensors=CAM_CALL,
+    options=_ATTENTION_OPTIONS,
+    ok={
+        "targets:list": "a list of class ids is a documented form of `targets`",
+        "targets:ndim-": "a 0-d tensor is one class for every image, like an int",
+    },
+)
+
+
 def _capture_call(kw: dict[str, Any]) -> Any:
     cap = camseg.LayerCapture(kw["model"], kw["layers"])
     with cap.session(grad_at_layer=True) as c:
