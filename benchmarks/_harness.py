@@ -285,6 +285,8 @@ def camseg_candidates(model: nn.Module, cfg: Config) -> list[Candidate]:
         kwargs: dict[str, Any] = {}
         params = inspect.signature(cls.__init__).parameters
         skip = None
+        if cls.__module__ == "camseg.perturbation":
+            skip = "one forward per channel: timed by bench_perturbation.py"
         if "head" in params:
             if spec.head is None or cfg.depth != "last":
                 skip = "needs a global-average-pool + linear head right after the layer"
