@@ -206,3 +206,40 @@ def test_minmax_fusion_reproduces_pytorch_grad_cam_on_several_layers(method):
     # pytorch-grad-cam resizes with OpenCV in float32 and adds 1e-7 to its min-max denominators
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
     assert float((default - theirs).abs().max()) > 1e-3  # camseg's own rule differs
+
+
+def test_pytorch_grad_cam_target_objects_work_unchanged():
+    from pytorch_grad_cam.utils.model_targets import (
+        BinaryClassifierOutputTarget,
+        ClassifierOutputSoftmaxTarget,
+        SemanticSegmentationTarget,
+    )
+
+    torch.manual_seed(9)
+    feats = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU())
+    x = torch.rand(2, 3, 12, 12, dtype=torch.float64)
+    # a classifier: their target objects equal camseg's class indices / callables
+    clf = torch.nn.Sequential(
+        feats, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 3)
+    ).double()
+    cam = camseg.GradCAM(clf, "0.1")
+    torch.testing.assert_close(
+        cam(x, [ClassifierOutputTarget(2), ClassifierOutputTarget(0)]), cam(x, [2, 0])
+    )
+    soft = cam(x, [ClassifierOutputSoftmaxTarget(1)] * 2)
+    torch.testing.assert_close(soft, cam(x, lambda z: torch.softmax(z, -1)[:, 1]))
+    # a single-logit binary head: one map per image, class 0 explains the negated logit
+    binary = torch.nn.Sequential(*list(clf)[:3], torch.nn.Linear(6, 1)).double()
+    bcam = camseg.GradCAM(binary, "0.1")
+    got = bcam(x, [BinaryClassifierOutputTarget(1), BinaryClassifierOutputTarget(0)])
+    assert got.shape == (2, 12, 12)
+    torch.testing.assert_close(got, bcam(x, [1, 0]))
+    # a segmentation model: SemanticSegmentationTarget(category, mask) per image
+    seg = torch.nn.Sequential(feats, torch.nn.Conv2d(6, 2, 1)).double()
+    masks = [np.zeros((12, 12), dtype=np.float64) for _ in range(2)]
+    masks[0][2:6, 2:6] = 1
+    masks[1][6:, 6:] = 1
+    targets = [SemanticSegmentationTarget(1, m) for m in masks]
+    scam = camseg.GradCAM(seg, "0.1")
+    expected = scam(x, lambda out: (out[:, 1] * torch.from_numpy(np.stack(masks))).sum((1, 2)))
+    torch.testing.assert_close(scam(x, targets), expected)
