@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from camseg._checks import check_one_of, check_positive_int, describe
+from camseg._checks import check_nonnegative, check_one_of, check_positive_int, describe
 from camseg.slide._readers import RegionReader, check_reader, check_region
 from camseg.slide._splits import shard_indices
 from camseg.slide._tissue import TissueFilter
@@ -415,28 +415,28 @@ def _run(
     b = x.shape[0]
     if not isinstance(probs, torch.Tensor) or probs.shape != (b,):
         raise ValueError(
-            f"Expected the extractor's probabilities to be a tensor of shape ({b},), "
+            f"Expected the `extractor`'s probabilities to be a tensor of shape ({b},), "
             f"but got {describe(probs)}."
         )
     if not isinstance(maps, torch.Tensor) or maps.ndim != 3 or maps.shape[0] != b:
         raise ValueError(
-            f"Expected the extractor's maps to be a tensor of shape ({b}, h, w), "
+            f"Expected the `extractor`'s maps to be a tensor of shape ({b}, h, w), "
             f"but got {describe(maps)}."
         )
     if not (probs.is_floating_point() and maps.is_floating_point()):
         raise TypeError(
-            "Expected the extractor's probabilities and maps to be floating tensors, but got "
+            "Expected the `extractor`'s probabilities and maps to be floating tensors, but got "
             f"{probs.dtype} and {maps.dtype}."
         )
     if not bool(((probs >= 0) & (probs <= 1)).all()):
         raise ValueError(
-            "Expected the extractor's probabilities to lie in [0, 1], but got values in "
+            "Expected the `extractor`'s probabilities to lie in [0, 1], but got values in "
             f"[{float(probs.min()):g}, {float(probs.max()):g}]. Hint: return "
             "softmax/sigmoid outputs, not logits."
         )
     if not bool(torch.isfinite(maps).all()):
         raise ValueError(
-            "Expected the extractor's maps to be finite, but some tile's map holds NaN or inf. "
+            "Expected the `extractor`'s maps to be finite, but some tile's map holds NaN or inf. "
             "Hint: check the model's input transform and weights on that tile."
         )
     return probs, maps
@@ -682,7 +682,10 @@ def _check_shard(shard: object) -> tuple[int, int] | None:
         raise TypeError(
             f"Expected `shard` to be a tuple (rank, world_size), but got {describe(shard)}."
         )
-    shard_indices(0, rank=shard[0], world_size=shard[1])  # validates rank and world_size
+    try:
+        shard_indices(0, rank=shard[0], world_size=shard[1])  # validates rank and world_size
+    except ValueError as err:
+        raise ValueError(f"Expected `shard` to be a valid (rank, world_size): {err}") from None
     return int(shard[0]), int(shard[1])
 
 
@@ -938,6 +941,20 @@ def sliding_window(
         check_one_of(cam_normalize, "cam_normalize", ("minmax", "max"))
     if targets is not None and (not isinstance(targets, int) or isinstance(targets, bool)):
         raise TypeError(f"Expected `targets` to be an int or None, but got {describe(targets)}.")
+    if targets is not None and targets < 0:
+        raise ValueError(f"Expected `targets` to be a class index >= 0, but got {targets}.")
+    if not (callable(extractor) or isinstance(extractor, CAMExtractor)):
+        raise TypeError(
+            "Expected `extractor` to have `explain` (a camseg extractor) or be a callable tiles -> "
+            f"(probabilities, maps), but got {describe(extractor)}."
+        )
+    if transform is not None and not callable(transform):
+        raise TypeError(
+            f"Expected `transform` to be a callable or None, but got {describe(transform)}."
+        )
+    if not isinstance(gate, bool):
+        raise TypeError(f"Expected `gate` to be a bool, but got {describe(gate)}.")
+    check_nonnegative(mpp_tolerance, "mpp_tolerance")
     level = check_region(reader, level, 0, 0, 1, 1)[0]
     min_tissue = _check_fraction(min_tissue, "min_tissue")
     _check_float_dtype(dtype)

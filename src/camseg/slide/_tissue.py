@@ -8,6 +8,7 @@ the one slide-specific check: focus, measured as the variance of the Laplacian.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -100,7 +101,13 @@ def tissue_fraction(
         >>> tissue_fraction(tiles, method="brightness")
         tensor([0.0000, 0.7500])
     """
-    mask = tissue_mask(tiles, method=method, **kwargs)
+    x = to_unit_rgb(tiles, "tiles")  # checked here, so errors name `tiles`
+    if x.shape[-1] == 0 or x.shape[-2] == 0:
+        raise ValueError(
+            f"Expected `tiles` to have at least one pixel (H, W > 0), but got shape "
+            f"{tuple(x.shape)}."
+        )
+    mask = tissue_mask(x, method=method, **kwargs)
     return mask.flatten(1).float().mean(dim=1)
 
 
@@ -148,6 +155,11 @@ class TissueFilter:
         from camseg._checks import check_nonnegative, check_one_of, check_probability
 
         check_one_of(self.method, "method", ("saturation", "brightness"))
+        if not isinstance(self.options, Mapping):
+            raise TypeError(
+                "Expected `options` to be a mapping of tissue_mask options, but got "
+                f"{describe(self.options)}."
+            )
         check_probability(self.min_fraction, "min_fraction")
         if self.min_focus is not None:
             check_nonnegative(self.min_focus, "min_focus")
