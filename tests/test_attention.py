@@ -259,3 +259,15 @@ def test_unsupported_attention_and_bad_input():
         camseg.AttentionRelevance(vit)(x, targets=5)
     with pytest.raises(ValueError, match="images"):
         camseg.AttentionRollout(vit)(x[:0])
+
+
+@pytest.mark.parametrize("cls", [camseg.AttentionRollout, camseg.AttentionRelevance])
+def test_devices_and_dtypes(cls, device, dtype):
+    ref = cls(_vit())(_images(), targets=1)
+    vit = _vit().to(device=device, dtype=dtype)
+    maps = cls(vit)(_images().to(device=device, dtype=dtype), targets=1)
+    assert maps.device.type == device.type and maps.dtype == dtype
+    if dtype == torch.bfloat16:  # bfloat16 attention: compare on average
+        assert float((maps.double().cpu() - ref).abs().mean()) < 0.1
+    else:
+        torch.testing.assert_close(maps.double().cpu(), ref, atol=1e-4, rtol=1e-4)

@@ -43,7 +43,14 @@ from camseg import functional as CF
 from camseg._checks import check_one_of, check_positive_int, describe
 from camseg._targets import Targets, resolve_scores
 from camseg.capture import LayerSpec, resolve_layers
-from camseg.extractors import CAMResult, Size, _check_images, _check_size, _run_model
+from camseg.extractors import (
+    CAMResult,
+    Size,
+    _as_float,
+    _check_images,
+    _check_size,
+    _run_model,
+)
 
 __all__ = ["AttentionRelevance", "AttentionRollout"]
 
@@ -267,16 +274,15 @@ class _AttentionMap:
                     f"output, but got shape {tuple(recomputed.shape)} against {describe(actual)}."
                 )
             err = float((recomputed.detach() - actual.detach()).abs().max())
-            tol = 1e-3 * (1.0 + float(actual.detach().abs().max()))
-            if actual.dtype == torch.float64:
-                tol = 1e-9 * (1.0 + float(actual.detach().abs().max()))
+            rel = {torch.float64: 1e-9, torch.float32: 1e-3}.get(actual.dtype, 5e-2)  # half types
+            tol = rel * (1.0 + float(actual.detach().abs().max()))
             if not err <= tol:
                 raise ValueError(
                     f"Expected camseg's recomputation of attention layer {name!r} to match its "
                     f"output, but they differ by {err:.3g}: the layer is a variant camseg does "
                     "not reproduce (relative position bias, masks, a custom forward)."
                 )
-            attns.append(attn.float() if attn.dtype in (torch.float16, torch.bfloat16) else attn)
+            attns.append(attn)  # the graph's own tensor (relevance differentiates w.r.t. it)
             return _replace(output, recomputed)
 
         return hook
@@ -359,7 +365,7 @@ class AttentionRollout(_AttentionMap):
     def _relevance(self, attns: list[torch.Tensor], scores: torch.Tensor | None) -> torch.Tensor:
         _check_layers_ran(attns, len(self.layers))
         rollout = None
-        for attn in attns:
+        for attn in map(_as_float, attns):
             if self.head_fusion == "mean":
                 fused = attn.mean(dim=1)
             elif self.head_fusion == "max":
@@ -420,9 +426,10 @@ class AttentionRelevance(_AttentionMap):
         for i, s in enumerate(columns):
             grads = torch.autograd.grad(s.sum(), attns, retain_graph=i < len(columns) - 1)
             b, _, n, _ = attns[0].shape
-            rel = torch.eye(n, dtype=attns[0].dtype, device=attns[0].device).expand(b, n, n)
+            dtype = _as_float(attns[0]).dtype
+            rel = torch.eye(n, dtype=dtype, device=attns[0].device).expand(b, n, n)
             for attn, g in zip(attns, grads):
-                cam = (g * attn).clamp(min=0).mean(dim=1)
+                cam = (_as_float(g) * _as_float(attn)).clamp(min=0).mean(dim=1)
                 rel = rel + cam @ rel
             out.append(rel[:, 0].detach())
         return out[0] if scores.ndim == 1 else torch.stack(out, dim=1)
