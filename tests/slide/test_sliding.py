@@ -505,3 +505,15 @@ def test_cam_extractor_protocol_matches_camseg_extractors() -> None:
     assert isinstance(camseg.GradCAM(model, "0"), CAMExtractor)
     assert isinstance(FakeCAM(), CAMExtractor)
     assert not isinstance(identity, CAMExtractor)
+
+
+def test_tqdm_is_needed_only_for_a_progress_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # "not installed": importing it fails
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    img = _red_slide(6, 10)
+    out = sliding_window(ArrayReader(img), identity, tile=4, stride=2, progress=False)
+    assert out.cam.shape == (6, 10)
+    with pytest.raises(ImportError, match=r"camseg\[slide\]"):
+        sliding_window(ArrayReader(img), identity, tile=4, stride=2, progress=True)

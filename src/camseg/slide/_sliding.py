@@ -692,6 +692,28 @@ def _check_shard(shard: object) -> tuple[int, int] | None:
 _DONE = object()
 
 
+class _NoBar:
+    """The part of a tqdm bar the tile stream uses, doing nothing (``progress=False``)."""
+
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int) -> Any:
+    """A tqdm bar (the optional dependency of the `slide` extra), imported only when shown."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        raise ImportError(
+            "Expected tqdm to be installed for `progress=True` (a progress bar), but it is not. "
+            "Hint: pip install 'camseg[slide]', or pass `progress=False`."
+        ) from None
+    return tqdm(total=total, desc="tiles", unit="tile", leave=False)
+
+
 def _batches(
     rows: Iterator[tuple[int, torch.Tensor]], batch_size: int
 ) -> Iterator[tuple[int, torch.Tensor]]:
@@ -731,9 +753,7 @@ def _tile_stream(
     decoding, the reader's I/O and torch ops release the GIL). The reader is only
     ever called from that one thread, one region at a time.
     """
-    from tqdm.auto import tqdm  # optional dependency (the `slide` extra): imported when used
-
-    bar = tqdm(total=total, disable=not progress, desc="tiles", unit="tile", leave=False)
+    bar = _progress_bar(total) if progress else _NoBar()
     ready: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
 
