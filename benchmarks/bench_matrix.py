@@ -220,6 +220,7 @@ EXTRAS: dict[str, tuple[list[str], bool]] = {
     "bench_losses": (["benchmarks/bench_losses.py"], False),  # ~7 min
     "bench_postprocess": (["benchmarks/bench_postprocess.py"], True),  # ~10 s
     "bench_slide": (["benchmarks/bench_slide.py"], True),  # ~1 min
+    "bench_perturbation": (["benchmarks/bench_perturbation.py"], False),  # ~2.5 min
 }
 DEMO_CHEAP = False
 """Whether ``--extras cheap`` reruns the demo (minutes on 2 cores) or collects its last time."""
