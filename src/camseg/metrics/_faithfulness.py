@@ -22,7 +22,7 @@ from camseg._checks import check_one_of, check_positive_int, describe
 from camseg.metrics._perturb import (
     ClassTargets,
     Model,
-    check_images_maps,
+    check_model_images_maps,
     class_indices,
     salience_rank,
     substrate_of,
@@ -58,7 +58,7 @@ def _curve(
     batch_size: int,
     blur_sigma: float,
 ) -> torch.Tensor:
-    m = check_images_maps(images, maps)
+    m = check_model_images_maps(model, images, maps)
     s = check_positive_int(steps, "steps")
     bs = check_positive_int(batch_size, "batch_size")
     if not isinstance(blur_sigma, (int, float)) or isinstance(blur_sigma, bool):
@@ -372,7 +372,7 @@ def _explanation_scores(
     batch_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Target probabilities ``Y`` on the images and ``O`` on ``images * maps``."""
-    m = check_images_maps(images, maps)
+    m = check_model_images_maps(model, images, maps)
     if m.numel() and (float(m.min()) < 0 or float(m.max()) > 1):
         raise ValueError(
             f"Expected `maps` to lie in [0, 1], but got values in "

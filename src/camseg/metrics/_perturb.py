@@ -32,6 +32,7 @@ __all__ = [
     "Model",
     "check_class_range",
     "check_images_maps",
+    "check_model_images_maps",
     "class_indices",
     "salience_rank",
     "substrate_of",
@@ -43,6 +44,23 @@ Model: TypeAlias = Callable[[torch.Tensor], torch.Tensor]
 """A classifier ``(n, C, H, W) -> logits (n, K)``, ``(n, 1)`` or ``(n,)``."""
 
 _NAN_MAPS_HINT = "Hint: NaN maps come from a 0/0 normalization of a flat map."
+
+
+def check_model_images_maps(
+    model: object, images: torch.Tensor, maps: torch.Tensor
+) -> torch.Tensor:
+    """:func:`check_images_maps`, plus a callable model and a non-empty image batch."""
+    if not callable(model):
+        raise TypeError(f"Expected `model` to be callable, but got {describe(model)}.")
+    m = check_images_maps(images, maps)
+    if images.shape[0] == 0:
+        raise ValueError("Expected `images` to hold at least one image, but got an empty batch.")
+    if images.shape[-1] == 0 or images.shape[-2] == 0:
+        raise ValueError(
+            f"Expected `images` to have at least one pixel (H, W > 0), but got shape "
+            f"{tuple(images.shape)}."
+        )
+    return m
 
 
 def check_images_maps(images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,7 @@ from camseg.metrics._imputation import check_solver_options, impute
 from camseg.metrics._perturb import (
     ClassTargets,
     Model,
-    check_images_maps,
+    check_model_images_maps,
     class_indices,
     salience_rank,
     target_probability,
@@ -274,7 +274,7 @@ def road_curve(
         Rong, Leemann, Borisov, Kasneci and Kasneci, "A consistent and
         efficient evaluation strategy for attribution methods", ICML 2022.
     """
-    m = check_images_maps(images, maps)
+    m = check_model_images_maps(model, images, maps)
     check_one_of(order, "order", ("morf", "lerf"))
     pct = _check_percentages(percentages)
     bs = check_positive_int(batch_size, "batch_size")
