@@ -795,6 +795,9 @@ case(
     call=fn_call(P.gate),
     tensors={"maps": UNIT_MAPS, "probs": T("float", (1,), bad_values=(-0.5, 1.5))},
     options={"min_prob": Opt(PROB)},
+    ok={
+        "maps:value:": "gate takes maps of any range (raw maps, normalize=None, are documented)",
+    },
 )
 case(
     "camseg.postprocess.pseudo_masks",

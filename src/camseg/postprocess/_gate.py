@@ -50,7 +50,8 @@ def gate(maps: torch.Tensor, probs: torch.Tensor, *, min_prob: float = 0.5) -> t
 
     Raises:
         TypeError: if ``maps`` or ``probs`` is not a floating tensor.
-        ValueError: if the batch sizes differ, ``probs`` is not ``(B,)``, holds
+        ValueError: if ``maps`` holds NaN or infinity, the batch sizes differ,
+            ``probs`` is not ``(B,)``, holds
             NaN or values outside ``[0, 1]``, or ``min_prob`` lies outside ``[0, 1]``.
 
     Example:
@@ -65,6 +66,7 @@ def gate(maps: torch.Tensor, probs: torch.Tensor, *, min_prob: float = 0.5) -> t
             f"but got shape {tuple(maps.shape)}."
         )
     check_floating(maps, "maps")
+    check_finite(maps, "maps")  # a NaN map would be hidden when gated and kept when not
     p = check_probs(probs, maps, "maps")
     check_probability(min_prob, "min_prob")
     keep = (p >= min_prob).reshape((-1,) + (1,) * (maps.ndim - 1))
