@@ -11,19 +11,19 @@ columns: the patch, its true mask, then each camseg extractor at the model's
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import torch
-from camseg_pcam.synthetic_io import write_pcam
-from camseg_pcam.train import TrainConfig, load_checkpoint_model, to_float_images, train
+from camseg_pcam.train import load_checkpoint_model, to_float_images, train
 
 import camseg
 from camseg.synthetic import make_patches
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _small_run import small_run
 
 METHODS = {
     "GradCAM": {},
@@ -42,19 +42,8 @@ METHODS = {
 
 def main(out: Path) -> list[Path]:
     """Train a small model, draw the figure into ``out``; return the files written."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, threads))
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            data, run = Path(tmp) / "data", Path(tmp) / "run"
-            write_pcam(data, n=(384, 64, 64), seed=1)
-            cfg = TrainConfig(
-                data=str(data), out=str(run), model="small", width=8, epochs=4,
-                batch_size=64, lr=3e-3, warmup_epochs=0.5, patience=0, seed=0,
-                device="cpu", progress=False,
-            )  # fmt: skip
-            train(cfg)
-            model = load_checkpoint_model(run / "best.pt").eval()
+    with small_run(train) as run:
+        model = load_checkpoint_model(run / "best.pt").eval()
         images, labels, masks = make_patches(64, seed=7)
         picks = [int(i) for i in (labels == 1).nonzero().flatten()[:4]]
         x = to_float_images(images[picks])
@@ -62,8 +51,6 @@ def main(out: Path) -> list[Path]:
             name: getattr(camseg, name)(model, "features", **kw)(x, targets=1).numpy()
             for name, kw in METHODS.items()
         }
-    finally:
-        torch.set_num_threads(threads)
     cols = 2 + len(maps)
     fig, axes = plt.subplots(len(picks), cols, figsize=(1.2 * cols, 1.25 * len(picks)))
     for r in range(len(picks)):

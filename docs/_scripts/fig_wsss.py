@@ -12,7 +12,6 @@ true mask; the label region is outlined. Run by ``docs/conf.py``, or by hand:
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -21,8 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 from camseg_pcam.evaluate import cam_maps
-from camseg_pcam.synthetic_io import write_pcam
-from camseg_pcam.train import TrainConfig, load_checkpoint_model, to_float_images
+from camseg_pcam.train import load_checkpoint_model, to_float_images
 from camseg_pcam.wsss import STAGE2, train_preset
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Rectangle
@@ -30,25 +28,15 @@ from matplotlib.patches import Rectangle
 from camseg.postprocess import pseudo_masks
 from camseg.synthetic import make_patches
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _small_run import small_run
+
 
 def main(out: Path) -> list[Path]:
     """Train a small preset run, draw the figure into ``out``; return the files written."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, threads))
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            data, run = Path(tmp) / "data", Path(tmp) / "run"
-            write_pcam(data, n=(384, 64, 64), seed=1)
-            cfg = TrainConfig(
-                data=str(data), out=str(run), model="small", width=8, epochs=4,
-                batch_size=64, lr=3e-3, warmup_epochs=0.5, patience=0, seed=0,
-                device="cpu", progress=False,
-            )  # fmt: skip
-            train_preset(cfg)
-            teacher = load_checkpoint_model(run / "stage1" / "best.pt").eval()
-            student = load_checkpoint_model(run / "best.pt").eval()
-    finally:
-        torch.set_num_threads(threads)
+    with small_run(train_preset) as run:
+        teacher = load_checkpoint_model(run / "stage1" / "best.pt").eval()
+        student = load_checkpoint_model(run / "best.pt").eval()
     images, labels, masks = make_patches(64, seed=7)
     has = masks.flatten(1).any(1)
     picks = [int(i) for i in (labels == 1).nonzero().flatten()[:4]]

@@ -26,6 +26,7 @@ batch-norm statistics or dropout in training mode would mix or randomise them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -157,14 +158,10 @@ class _PerturbationCAM(BaseCAM):
                 job = _Job(images, name, module, r, a, logits, base, scorer, chosen)
                 weights = self._weights(job)
                 w = weights.to(a.dtype)
-                if eigen_smooth:
-                    w = w if w.ndim == 2 else w.transpose(1, 2)  # (B, K, C)
-                    terms = w[..., None, None] * (a if w.ndim == 2 else a.unsqueeze(1))
-                    raw.append(_W._eigen_projection(terms))
-                elif w.ndim == 2:
-                    raw.append(torch.einsum("bc,bchw->bhw", w, a).clamp(min=0))
-                else:
-                    raw.append(torch.einsum("bck,bchw->bkhw", w, a).clamp(min=0))
+                w = w if w.ndim == 2 else w.transpose(1, 2)  # (B, C) or (B, K, C)
+                terms = w[..., None, None] * (a if w.ndim == 2 else a.unsqueeze(1))
+                project = _W._eigen_projection if eigen_smooth else _W._channel_sum
+                raw.append(project(terms))
             maps = _fuse(raw, out_size, fusion)
             maps = CF.normalize(maps, mode=normalize)
         maps = maps.to(images.dtype) if cast else maps
@@ -336,7 +333,7 @@ class AblationCAM(_PerturbationCAM):
         if (
             isinstance(ablation_value, bool)
             or not isinstance(ablation_value, (int, float))
-            or not torch.isfinite(torch.tensor(float(ablation_value)))
+            or not math.isfinite(ablation_value)
         ):
             raise ValueError(
                 f"Expected `ablation_value` to be a finite number, but got {ablation_value!r}."

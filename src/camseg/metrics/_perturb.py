@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from camseg._checks import (
+    check_callable,
     check_finite,
     check_floating,
     check_ndim,
@@ -50,8 +51,7 @@ def check_model_images_maps(
     model: object, images: torch.Tensor, maps: torch.Tensor
 ) -> torch.Tensor:
     """:func:`check_images_maps`, plus a callable model and a non-empty image batch."""
-    if not callable(model):
-        raise TypeError(f"Expected `model` to be callable, but got {describe(model)}.")
+    check_callable(model, "model")
     m = check_images_maps(images, maps)
     if images.shape[0] == 0:
         raise ValueError("Expected `images` to hold at least one image, but got an empty batch.")

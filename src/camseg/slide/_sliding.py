@@ -14,7 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from camseg._checks import check_nonnegative, check_one_of, check_positive_int, describe
+from camseg._checks import (
+    check_callable,
+    check_nonnegative,
+    check_one_of,
+    check_positive_int,
+    describe,
+)
 from camseg.slide._readers import RegionReader, check_reader, check_region
 from camseg.slide._splits import shard_indices
 from camseg.slide._tissue import TissueFilter
@@ -968,10 +974,8 @@ def sliding_window(
             "Expected `extractor` to have `explain` (a camseg extractor) or be a callable tiles -> "
             f"(probabilities, maps), but got {describe(extractor)}."
         )
-    if transform is not None and not callable(transform):
-        raise TypeError(
-            f"Expected `transform` to be a callable or None, but got {describe(transform)}."
-        )
+    if transform is not None:
+        check_callable(transform, "transform")
     if not isinstance(gate, bool):
         raise TypeError(f"Expected `gate` to be a bool, but got {describe(gate)}.")
     check_nonnegative(mpp_tolerance, "mpp_tolerance")
