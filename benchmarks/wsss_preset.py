@@ -18,7 +18,7 @@ Generators: ``camseg.synthetic`` at its defaults, ``benchmarks/_altgen.py`` (bui
 independently of it), and ``camseg.synthetic`` with changed parameters (robustness).
 Runs are cached in the work folder, so an interrupted benchmark resumes.
 
-    python benchmarks/wsss_preset.py                 # full run (about 40 min on 2 cores)
+    python benchmarks/wsss_preset.py                 # full run (about 45 min on 2 cores)
     python benchmarks/wsss_preset.py --quick         # smoke run, writes nothing
     python benchmarks/wsss_preset.py --cost          # the preset on 4,096 patches, timed
 
@@ -181,7 +181,7 @@ def main() -> None:
     if args.cost:
         _cost(Path(args.work or tempfile.mkdtemp(prefix="wsss_cost_")), (4096, 1024, 1024))
         return
-    n = (256, 64, 128) if args.quick else (2048, 512, 1024)
+    n = (256, 64, 128) if args.quick else (4096, 1024, 1024)  # the scale
     epochs = 1 if args.quick else 6
     seeds = [0] if args.quick else list(range(args.seeds))
     plan: dict[str, tuple[tuple[str, ...], list[int]]] = {

@@ -323,7 +323,8 @@ def check_maps(
     if finite:
         check_finite(t, name, NAN_HINT)
     if unit and t.numel():
-        check_unit_range(float(t.min()), float(t.max()), name)
+        lo, hi = torch.aminmax(t.detach())
+        check_unit_range(float(lo), float(hi), name)
     return t
 
 
@@ -374,3 +375,116 @@ def check_callable(fn: object, name: str) -> None:
     """Raise ``TypeError`` unless ``fn`` is callable."""
     if not callable(fn):
         raise TypeError(f"Expected `{name}` to be callable, but got {describe(fn)}.")
+
+
+def check_device(device: object, name: str = "device") -> torch.device | None:
+    """Validate a device argument (a torch.device, a string or None); return it as a device."""
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"Expected `{name}` to be a torch.device, a string or None, but got {describe(device)}."
+        )
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"Expected `{name}` to name a torch device (e.g. 'cpu', 'cuda:0'), but got {device!r}."
+        ) from err
+
+
+# ---------------------------------------------------------------------------
+# numbers, sequences, paths and non-empty batches
+# ---------------------------------------------------------------------------
+
+
+def check_number(value: object, name: str, *, hint: str = "") -> float:
+    """Raise unless ``value`` is a finite real number (not ``bool``); return it as ``float``.
+
+    Raises:
+        TypeError: not an ``int`` or ``float`` (numpy scalars count).
+        ValueError: NaN or infinity.
+    """
+    import numbers
+
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"Expected `{name}` to be a finite number, but got {describe(value)}.")
+    out = float(value)
+    if out != out or out in (float("inf"), float("-inf")):
+        raise ValueError(
+            f"Expected `{name}` to be a finite number, but got {value!r}."
+            + (f" {hint}" if hint else "")
+        )
+    return out
+
+
+def check_positive(value: object, name: str, *, hint: str = "") -> float:
+    """Raise unless ``value`` is a finite number ``> 0``; return it as ``float``.
+
+    Raises:
+        TypeError: not an ``int`` or ``float``.
+        ValueError: zero, negative, NaN or infinity.
+    """
+    import numbers
+
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"Expected `{name}` to be a finite number > 0, but got {describe(value)}.")
+    out = float(value)
+    if not (0 < out < float("inf")):
+        raise ValueError(
+            f"Expected `{name}` to be a finite number > 0, but got {value!r}."
+            + (f" {hint}" if hint else "")
+        )
+    return out
+
+
+def check_sequence(value: object, name: str, what: str = "values") -> Sequence[Any]:
+    """Raise ``TypeError`` unless ``value`` is a list, tuple or other non-string sequence.
+
+    A 1-D tensor or numpy array counts (it is returned unchanged).
+
+    Args:
+        value: the argument.
+        name: the argument's name in messages.
+        what: what it holds, in words, e.g. ``"patient ids"``.
+    """
+    import numpy as np
+
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        if value.ndim != 1:
+            raise ValueError(
+                f"Expected `{name}` to be a sequence of {what} (1-D), but got shape "
+                f"{tuple(value.shape)}."
+            )
+        return value  # type: ignore[return-value]
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"Expected `{name}` to be a sequence of {what}, but got {describe(value)}.")
+    return value
+
+
+def check_path(value: object, name: str = "path") -> None:
+    """Raise ``TypeError`` unless ``value`` is a ``str`` or an ``os.PathLike``."""
+    import os
+
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(
+            f"Expected `{name}` to be a str or os.PathLike path, but got {describe(value)}."
+        )
+
+
+def check_nonempty(value: torch.Tensor, name: str, what: str = "sample", *, hint: str = "") -> None:
+    """Raise ``ValueError`` if ``value`` has no element along its first dimension."""
+    if value.ndim == 0 or value.shape[0] == 0:
+        raise ValueError(
+            f"Expected `{name}` to hold at least one {what}, but got shape "
+            f"{tuple(value.shape)}." + (f" {hint}" if hint else "")
+        )
+
+
+def check_pixels(value: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` if an image of ``value`` (its last two dimensions) has no pixel."""
+    if value.ndim >= 2 and (value.shape[-1] == 0 or value.shape[-2] == 0):
+        raise ValueError(
+            f"Expected `{name}` to have at least one pixel per image (H, W > 0), "
+            f"but got shape {tuple(value.shape)}."
+        )

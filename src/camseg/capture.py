@@ -223,11 +223,14 @@ class LayerCapture(Generic[_Grads]):
 
     Hooks are registered when the ``with`` block starts and removed when it
     ends, also when the block raises; nothing else about the model changes.
-    Inside the block, every forward records each layer's output (the last
-    forward wins); :attr:`output` / :attr:`outputs` return them and :meth:`grad`
+    Inside the block, every forward records each layer's output;
+    :attr:`output` / :attr:`outputs` return them and :meth:`grad`
     returns ``d score / d output`` with :func:`torch.autograd.grad`, so
     parameter ``.grad`` is never touched and only the part of the graph between
-    the layer and the score is walked.
+    the layer and the score is walked. A block holds one forward pass: reading a
+    layer that ran more than once (a module used twice, or a second forward in the
+    same block) raises ``ValueError``. In a training loop, enter the block once per
+    step (registering hooks is cheap) or call :meth:`clear` before each forward.
 
     The recorded activations can never be changed by what runs after the layer:
     with autograd on, the rest of the network receives a copy of the layer's

@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 
-from camseg._checks import check_finite, check_in_range, check_one_of, check_tensor, to_unit_rgb
+from camseg._checks import (
+    check_finite,
+    check_in_range,
+    check_one_of,
+    check_pixels,
+    check_positive,
+    check_tensor,
+    describe,
+    to_unit_rgb,
+)
 
 if TYPE_CHECKING:  # matplotlib is optional
     from matplotlib.figure import Figure
@@ -191,14 +200,15 @@ def draw_masks(
         masks: ``torch.bool`` masks ``(B, H, W)`` of the images' size.
         color: the RGB colour, three ints in ``[0, 255]``.
         fill: opacity of the fill inside the masks, in ``[0, 1]`` (0: outline only).
-        width: outline width in pixels (0: no outline).
+        width: outline width in pixels (0: no outline, then ``fill`` must be > 0).
 
     Returns:
         ``torch.uint8`` images ``(B, 3, H, W)`` on the images' device.
 
     Raises:
         TypeError: if an argument has the wrong type.
-        ValueError: if the shapes do not fit, or a value is out of range.
+        ValueError: if the shapes do not fit, the images have no pixel, a value is
+            out of range, or ``width=0`` with ``fill=0`` (nothing to draw).
 
     Example:
         >>> images = torch.zeros(1, 3, 5, 5)
@@ -217,6 +227,7 @@ def draw_masks(
             f"Expected `masks` of shape {(x.shape[0], x.shape[-2], x.shape[-1])} to match "
             f"`images`, but got shape {tuple(mk.shape)}."
         )
+    check_pixels(x, "images")
     if (
         not isinstance(color, Sequence)
         or len(color) != 3
@@ -229,6 +240,11 @@ def draw_masks(
         raise ValueError(f"Expected `fill` to be a float in [0, 1], but got {fill!r}.")
     if not isinstance(width, int) or isinstance(width, bool) or width < 0:
         raise ValueError(f"Expected `width` to be an int >= 0, but got {width!r}.")
+    if width == 0 and fill == 0:
+        raise ValueError(
+            "Expected `width` >= 1 (an outline) or `fill` > 0 (a tint), but got width=0 and "
+            "fill=0, which draw nothing."
+        )
     mk = mk.to(x.device)
     rgb = torch.tensor(color, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) / 255.0
     out = x.float()
@@ -262,8 +278,10 @@ def plot_grid(
 
     Raises:
         ImportError: if matplotlib is not installed (the message names the extra).
-        TypeError: if ``rows`` is not a mapping of tensors.
-        ValueError: if it is empty or its batches differ in length.
+        TypeError: if ``rows`` is not a mapping of tensors, ``columns`` not a
+            sequence or ``scale`` not a number.
+        ValueError: if it is empty, its batches differ in length, ``columns`` has
+            the wrong length, or ``scale`` is not a finite number > 0.
     """
     if not isinstance(rows, Mapping) or not rows:
         raise ValueError(f"Expected `rows` to be a non-empty mapping, but got {rows!r}.")
@@ -286,8 +304,15 @@ def plot_grid(
             f"Expected every row of `rows` to hold {n} images, but got "
             f"{[b.shape[0] for _, b in batches]}."
         )
-    if columns is not None and len(columns) != n:
-        raise ValueError(f"Expected {n} `columns` titles, but got {len(columns)}.")
+    if columns is not None:
+        if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
+            raise TypeError(
+                f"Expected `columns` to be a sequence of titles or None, but got "
+                f"{describe(columns)}."
+            )
+        if len(columns) != n:
+            raise ValueError(f"Expected {n} `columns` titles, but got {len(columns)}.")
+    scale = check_positive(scale, "scale", hint="Hint: it is in inches per panel.")
     try:
         import matplotlib
 

@@ -203,6 +203,38 @@ def test_rows_without_tiles_stay_zero_between_bands() -> None:
     assert bool(rows[:8].all()) and not bool(rows[16:160].any()) and bool(rows[160:].all())
 
 
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_sparse_tissue_stitch_equals_a_brute_force_sum(tmp_path, on_disk) -> None:
+    # islands of tissue scattered over a wide slide: the stitcher's band only ever
+    # touches some columns; the result must still be sum(w m) / sum(w) everywhere
+    img = _slide(120, 400, seed=3)
+    mask = torch.zeros(30, 100, dtype=torch.bool)
+    for y, x in ((0, 5), (2, 60), (12, 30), (13, 90), (25, 0), (27, 97)):
+        mask[y : y + 3, x : x + 3] = True
+    kw = {"tile": 16, "stride": 8, "output_downsample": 2, "min_tissue": 0.05}
+    out = sliding_window(
+        ArrayReader(img), identity, tissue=mask, progress=False,
+        out=tmp_path / "maps" if on_disk else None, **kw,
+    )  # fmt: skip
+    assert len(out.coords) > 6
+    t = 8  # tile at output resolution
+    win = blend_window(t, blend="gaussian", sigma=0.125).double()
+    acc = torch.zeros(2, 60, 200, dtype=torch.float64)
+    wsum = torch.zeros(60, 200, dtype=torch.float64)
+    x = torch.from_numpy(img).permute(2, 0, 1).double() / 255
+    for cx, cy in out.coords.tolist():
+        tile = x[:, cy : cy + 16, cx : cx + 16]
+        prob, cam = tile.mean(), F.avg_pool2d(tile[None, :1] * tile.mean(), 2)[0, 0]
+        oy, ox = cy // 2, cx // 2
+        acc[0, oy : oy + t, ox : ox + t] += win * prob
+        acc[1, oy : oy + t, ox : ox + t] += win * cam
+        wsum[oy : oy + t, ox : ox + t] += win
+    ref = torch.where(wsum > 0, acc / wsum.clamp_min(1e-30), 0.0)
+    torch.testing.assert_close(out.weight.double(), wsum, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.prob.double(), ref[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.cam.double(), ref[1], atol=1e-5, rtol=1e-5)
+
+
 def test_out_directory_gives_the_same_maps_from_disk(tmp_path) -> None:
     img = _slide(90, 70)
     kw = {"tile": 10, "stride": 5, "output_downsample": 5, "progress": False}

@@ -317,7 +317,7 @@ def test_read_tiles_pads_with_white() -> None:
     assert tiles.shape == (2, 3, 4, 4) and tiles.dtype == torch.uint8
     assert int(tiles[0].max()) == 0
     assert int(tiles[1, :, :2, :2].max()) == 0 and int(tiles[1, :, 2:, :].min()) == 255
-    with pytest.raises(ValueError, match="inside level 0"):
+    with pytest.raises(ValueError, match="`coords` to overlap level 0"):
         read_tiles(ArrayReader(img), 0, torch.tensor([[5, 0]]), 4)
 
 
@@ -517,3 +517,30 @@ def test_tqdm_is_needed_only_for_a_progress_bar(monkeypatch: pytest.MonkeyPatch)
     assert out.cam.shape == (6, 10)
     with pytest.raises(ImportError, match=r"camseg\[slide\]"):
         sliding_window(ArrayReader(img), identity, tile=4, stride=2, progress=True)
+
+
+@pytest.mark.parametrize(
+    ("size", "error", "match"),
+    [
+        ("x", TypeError, "`size` to be a pair of ints"),
+        ((4,), TypeError, "`size` to be a pair of ints"),
+        ((4.0, 4), TypeError, "`size` to be a pair of ints"),
+        ((0, 4), ValueError, "`size` to have width and height >= 1"),
+        ((-1, 4), ValueError, "`size` to have width and height >= 1"),
+    ],
+)
+def test_tile_grid_bad_size(size, error, match) -> None:
+    with pytest.raises(error, match=match):
+        tile_grid(size, tile=4)
+
+
+def test_read_tiles_and_select_level_name_their_bad_arguments() -> None:
+    reader = ArrayReader(np.zeros((8, 8, 3), np.uint8), mpp=0.5)
+    with pytest.raises(TypeError, match="`coords` to be an integer tensor"):
+        read_tiles(reader, 0, torch.zeros(1, 2), 4)
+    with pytest.raises(ValueError, match="`mpp` to be a finite number > 0"):
+        select_level(reader, float("inf"))
+    with pytest.raises(TypeError, match="`mpp` to be a number"):
+        select_level(reader, "1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`reader`"):
+        select_level(None, 1.0)  # type: ignore[arg-type]

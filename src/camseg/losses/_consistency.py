@@ -16,10 +16,7 @@ from camseg._checks import (
     Reduction,
     as_compute_dtype,
     check_callable,
-    check_images,
-    check_in_range,
     check_labels,
-    check_maps,
     check_nonnegative,
     check_one_of,
     check_positive_int,
@@ -29,7 +26,7 @@ from camseg._checks import (
     describe,
 )
 from camseg.functional.transforms import Group, apply_transform, transform_group
-from camseg.losses._common import CamFn, ScoreFn, reduce
+from camseg.losses._common import CamFn, ScoreFn, loss_images, loss_maps, reduce
 
 __all__ = [
     "AttentionMiningLoss",
@@ -66,15 +63,6 @@ def _call_cam(cam_fn: CamFn, images: torch.Tensor) -> torch.Tensor:
 def _check_number(value: object, name: str) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
         raise TypeError(f"Expected `{name}` to be a number, but got {describe(value)}.")
-
-
-def _check_batch(images: torch.Tensor) -> None:
-    """Raise ``ValueError`` for an empty batch (a loss of 0 there would be a silent answer)."""
-    if images.shape[0] == 0:
-        raise ValueError(
-            "Expected `images` to hold at least one image, but got an empty batch of shape "
-            f"{tuple(images.shape)}."
-        )
 
 
 def equivariance_loss(
@@ -135,10 +123,9 @@ def equivariance_loss(
         Supervised Semantic Segmentation", CVPR 2020.
     """
     check_callable(cam_fn, "cam_fn")
-    images = check_images(images)
-    _check_batch(images)
+    images = loss_images(images, finite=True)
     if maps is not None:
-        maps = as_compute_dtype(check_maps(maps, finite=False))
+        maps = loss_maps(maps)
         check_same_batch(images, "images", maps, "maps")
     check_reduction(reduction)
     elements: list[_Element] = [("rot", k, f) for k, f in transform_group(transforms)[1:]]
@@ -233,8 +220,7 @@ def puzzle_loss(
         features", ICIP 2021.
     """
     check_callable(cam_fn, "cam_fn")
-    images = check_images(images)
-    _check_batch(images)
+    images = loss_images(images, finite=True)
     check_positive_int(tiles, "tiles")
     check_reduction(reduction)
     b, c, h, w = images.shape
@@ -246,7 +232,7 @@ def puzzle_loss(
     if maps is None:
         maps = _call_cam(cam_fn, images)
     else:
-        maps = as_compute_dtype(check_maps(maps, finite=False))
+        maps = loss_maps(maps)
         check_same_batch(images, "images", maps, "maps")
     th, tw = h // tiles, w // tiles
     parts = images.reshape(b, c, tiles, th, tiles, tw).permute(0, 2, 4, 1, 3, 5)
@@ -289,7 +275,7 @@ def attention_mining_loss(
         labels: optional ``(B,)`` 0/1 labels; the loss applies to positives (to all
             images when None).
         omega: sharpness :math:`\omega > 0` of the soft mask.
-        sigma: threshold :math:`\sigma_0` of the soft mask, in ``[0, 1]``.
+        sigma: threshold :math:`\sigma_0` of the soft mask, in ``(0, 1)``.
         fill: value that erased pixels take (0 as in GAIN; white, 1, suits H&E).
         reduction: ``"mean"`` over the images it applies to, ``"sum"`` or ``"none"``.
 
@@ -312,9 +298,8 @@ def attention_mining_loss(
         Li et al., "Tell Me Where to Look: Guided Attention Inference Network", CVPR 2018.
     """
     check_callable(score_fn, "score_fn")
-    images = check_images(images)
-    _check_batch(images)
-    maps = as_compute_dtype(check_maps(maps))
+    images = loss_images(images, finite=True)
+    maps = loss_maps(maps, unit=True)
     if maps.shape[0] != images.shape[0] or maps.shape[-2:] != images.shape[-2:]:
         raise ValueError(
             "Expected `maps` to have shape (B, H, W) matching `images` (B, C, H, W), but got "
@@ -326,9 +311,11 @@ def attention_mining_loss(
     if omega <= 0:
         raise ValueError(f"Expected `omega` to be > 0, but got {omega!r}.")
     _check_number(sigma, "sigma")
-    check_in_range(
-        sigma, "sigma", 0.0, 1.0, hint="Hint: `sigma` thresholds maps normalized to [0, 1]."
-    )
+    if not 0.0 < sigma < 1.0:  # 0 or 1 would erase everything or nothing
+        raise ValueError(
+            f"Expected `sigma` to lie in (0, 1), but got {sigma!r}. "
+            "Hint: `sigma` thresholds maps normalized to [0, 1]."
+        )
     _check_number(fill, "fill")
     check_reduction(reduction)
     soft = torch.sigmoid(omega * (maps - sigma)).to(images.dtype)[:, None]

@@ -9,17 +9,15 @@ from torch import nn
 
 from camseg._checks import (
     Reduction,
-    as_compute_dtype,
     check_binary_labels,
     check_bool_mask,
     check_in_range,
-    check_maps,
     check_nonnegative,
     check_one_of,
     check_reduction,
     check_same_batch,
 )
-from camseg.losses._common import reduce
+from camseg.losses._common import loss_maps, reduce
 
 __all__ = ["MaskLoss", "SmoothnessLoss", "mask_loss", "smoothness_loss"]
 
@@ -61,12 +59,7 @@ def smoothness_loss(
         Rudin, Osher and Fatemi, "Nonlinear total variation based noise removal
         algorithms", Physica D 1992.
     """
-    maps = as_compute_dtype(check_maps(maps, finite=False))
-    if maps.shape[0] == 0:
-        raise ValueError(
-            "Expected `maps` to hold at least one map, but got an empty batch of shape "
-            f"{tuple(maps.shape)}."
-        )
+    maps = loss_maps(maps)
     check_one_of(norm, "norm", ("l1", "l2"))
     check_reduction(reduction)
     if maps.shape[-2] < 2 or maps.shape[-1] < 2:
@@ -129,7 +122,7 @@ def mask_loss(
     References:
         Milletari et al., "V-Net", 3DV 2016 (Dice loss).
     """
-    maps = as_compute_dtype(check_maps(maps, finite=False))
+    maps = loss_maps(maps)
     check_bool_mask(masks, "masks")
     if maps.shape != masks.shape:
         raise ValueError(

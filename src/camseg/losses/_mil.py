@@ -21,16 +21,14 @@ from torch import nn
 
 from camseg._checks import (
     Reduction,
-    as_compute_dtype,
     check_labels,
-    check_maps,
     check_nonnegative,
     check_one_of,
     check_positive_int,
     check_reduction,
     describe,
 )
-from camseg.losses._common import Region, reduce
+from camseg.losses._common import Region, loss_maps, reduce
 from camseg.losses._region import region_mask
 
 __all__ = ["MILLoss", "Pooling", "PseudoMaskLoss", "mil_loss", "mil_pool", "pseudo_mask_loss"]
@@ -43,14 +41,23 @@ POOLINGS = ("lse", "max", "mean", "topk")
 PCAM_REGION = 1.0 / 3.0
 
 
-def _check_logits(logits: object) -> torch.Tensor:
-    out = as_compute_dtype(check_maps(logits, "logits", finite=False))
+def _check_logits(logits: object, *, empty_batch: bool = False) -> torch.Tensor:
+    out = loss_maps(logits, "logits", empty_batch=empty_batch)
     if out.shape[0] and not bool(torch.isfinite(out.detach()).all()):
         raise ValueError(
             "Expected `logits` to be finite, but got NaN or inf values. "
             "Hint: check the model's output (diverged training, a bad input)."
         )
     return out
+
+
+def _check_pos_weight(pos_weight: float) -> None:
+    check_nonnegative(pos_weight, "pos_weight")  # a number, not NaN
+    if pos_weight == 0:
+        raise ValueError(
+            "Expected `pos_weight` to be > 0, but got 0 (the loss would ignore every "
+            "foreground pixel). Hint: mark pixels to ignore with -1 in the targets."
+        )
 
 
 def _check_temperature(temperature: object) -> float:
@@ -114,7 +121,7 @@ def mil_pool(
         Pinheiro and Collobert, "From image-level to pixel-level labeling with
         convolutional networks", CVPR 2015 (log-sum-exp pooling).
     """
-    z = _check_logits(logits)
+    z = _check_logits(logits, empty_batch=True)  # pooling, not a loss: empty in, empty out
     check_one_of(pooling, "pooling", POOLINGS)
     tau = _check_temperature(temperature)
     check_positive_int(k, "k")
@@ -326,7 +333,7 @@ def pseudo_mask_loss(
         pseudo_masks: ``(B, H, W)`` integer tensor of 1 (foreground), 0 (background)
             and -1 (ignore), as :func:`camseg.postprocess.pseudo_masks` returns; a bool
             mask means no pixel is ignored.
-        pos_weight: weight of the foreground pixels (``>= 0``).
+        pos_weight: weight of the foreground pixels (``> 0``).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (a ``(B,)`` tensor).
 
     Returns:
@@ -336,7 +343,7 @@ def pseudo_mask_loss(
     Raises:
         TypeError: if ``logits`` is not floating or ``pseudo_masks`` is floating.
         ValueError: on a shape mismatch, non-finite logits, values other than 1/0/-1, a
-            negative ``pos_weight`` or a bad ``reduction``.
+            ``pos_weight <= 0`` or a bad ``reduction``.
 
     Example:
         >>> g = torch.tensor([[[1, 0], [-1, -1]]], dtype=torch.int8)
@@ -346,7 +353,7 @@ def pseudo_mask_loss(
     """
     z = _check_logits(logits)
     g = _check_pseudo(pseudo_masks, z)
-    check_nonnegative(pos_weight, "pos_weight")
+    _check_pos_weight(pos_weight)
     check_reduction(reduction)
     valid = g >= 0 if g.dtype != torch.bool else torch.ones_like(g)
     target = (g == 1).to(z.dtype)
@@ -375,7 +382,7 @@ class PseudoMaskLoss(nn.Module):
 
     def __init__(self, *, pos_weight: float = 1.0, reduction: Reduction = "mean") -> None:
         super().__init__()
-        check_nonnegative(pos_weight, "pos_weight")
+        _check_pos_weight(pos_weight)
         check_reduction(reduction)
         self.pos_weight, self.reduction = float(pos_weight), reduction
 

@@ -9,15 +9,14 @@ from torch import nn
 
 from camseg._checks import (
     Reduction,
-    as_compute_dtype,
+    check_device,
     check_in_range,
     check_labels,
-    check_maps,
     check_nonnegative,
     check_reduction,
     describe,
 )
-from camseg.losses._common import Region, reduce
+from camseg.losses._common import Region, loss_maps, reduce
 
 __all__ = [
     "CenterEvidenceLoss",
@@ -39,6 +38,16 @@ def _edge(value: float, size: int, *, upper: bool) -> int:
     if abs(x - nearest) < 1e-6:
         return int(nearest)
     return math.ceil(x) if upper else math.floor(x)
+
+
+def _with_nonfinite_of(per_image: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """``per_image``, made NaN for every image whose map holds a NaN or infinity anywhere.
+
+    A region loss reads only its region; without this, a NaN outside it would pass
+    unseen. One reduction of the detached maps: no device sync, no change to the
+    gradients.
+    """
+    return per_image + maps.detach().sum(dim=(-2, -1)) * 0.0
 
 
 def region_mask(
@@ -65,7 +74,7 @@ def region_mask(
     Raises:
         TypeError: if ``region`` is none of the accepted kinds.
         ValueError: if the region lies outside the map, is empty, or a mask does not
-            have shape ``size``.
+            have shape ``size``; if ``device`` names no torch device.
 
     Example:
         >>> region_mask(1 / 3, (6, 6)).int()
@@ -86,6 +95,7 @@ def region_mask(
         raise TypeError(f"Expected `size` to be a pair of ints (H, W), but got {describe(size)}.")
     if size[0] < 1 or size[1] < 1:
         raise ValueError(f"Expected `size` to have sides >= 1, but got {tuple(size)}.")
+    device = check_device(device)
     h, w = size
     if isinstance(region, torch.Tensor):
         if region.dtype != torch.bool or region.ndim != 2:
@@ -189,10 +199,10 @@ def suppression_loss(
         Veeling et al., "Rotation Equivariant CNNs for Digital Pathology", MICCAI 2018
         (the PCam label rule).
     """
-    maps = as_compute_dtype(check_maps(maps, finite=False))
+    maps = loss_maps(maps)
     negative = ~check_labels(labels, maps)
     check_reduction(reduction)
-    per_image = _region_values(maps, region).pow(2).mean(1)
+    per_image = _with_nonfinite_of(_region_values(maps, region).pow(2).mean(1), maps)
     return reduce(per_image, reduction, negative)
 
 
@@ -242,7 +252,7 @@ def center_evidence_loss(
         Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016
         (CAM); Veeling et al., MICCAI 2018 (the PCam label rule).
     """
-    maps = as_compute_dtype(check_maps(maps, finite=False))
+    maps = loss_maps(maps)
     positive = check_labels(labels, maps)
     check_nonnegative(target, "target")
     _check_top_fraction(top_fraction)
@@ -250,7 +260,7 @@ def center_evidence_loss(
     values = _region_values(maps, region)
     k = max(1, math.ceil(top_fraction * values.shape[1] - 1e-9))
     evidence = values.topk(k, dim=1).values.mean(1)
-    per_image = torch.relu(target - evidence).pow(2)
+    per_image = _with_nonfinite_of(torch.relu(target - evidence).pow(2), maps)
     return reduce(per_image, reduction, positive)
 
 
@@ -297,7 +307,7 @@ def size_loss(
         Kervadec et al., "Constrained-CNN losses for weakly supervised segmentation",
         Medical Image Analysis 2019.
     """
-    maps = as_compute_dtype(check_maps(maps, finite=False))
+    maps = loss_maps(maps)
     applies = None if labels is None else check_labels(labels, maps)
     _check_bounds(bounds)
     check_reduction(reduction)

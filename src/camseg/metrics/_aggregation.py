@@ -156,8 +156,10 @@ def estimated_tumor_area(
         ``(G,)``.
 
     Raises:
-        TypeError: on non-bool masks or non-integer groups.
-        ValueError: on shape mismatches or a negative ``pixel_area``.
+        TypeError: on non-bool masks, non-integer groups or a non-number
+            ``pixel_area``.
+        ValueError: on shape mismatches or a ``pixel_area`` that is not a finite
+            number > 0.
 
     Example:
         >>> masks = torch.zeros(3, 4, 4, dtype=torch.bool)
@@ -169,6 +171,11 @@ def estimated_tumor_area(
     check_bool_mask(masks, "masks", "(N, H, W)")
     _check_groups(groups, masks, "masks")
     check_nonnegative(pixel_area, "pixel_area")
+    if pixel_area == 0:
+        raise ValueError(
+            f"Expected `pixel_area` to be a finite number > 0, but got {pixel_area!r}. "
+            "Hint: it is the area of one mask pixel; 0 would make every area 0."
+        )
     per_patch = masks.sum(dim=(1, 2)).to(torch.float64)
     ids, total = aggregate(per_patch, groups, method="sum")
     return ids, total * float(pixel_area)

@@ -12,6 +12,7 @@ from camseg._checks import (
     check_finite,
     check_floating,
     check_ndim,
+    check_nonempty,
     check_one_of,
     check_positive_int,
     check_same_batch,
@@ -295,8 +296,8 @@ def binary_stats(
 
     Raises:
         TypeError: if an argument has the wrong type.
-        ValueError: on a shape mismatch, non-binary labels, NaN scores or a
-            non-finite ``threshold``.
+        ValueError: on a shape mismatch, an empty batch, non-binary labels, NaN
+            scores or a non-finite ``threshold``.
 
     Example:
         >>> s = binary_stats(torch.tensor([0.9, 0.2, 0.6, 0.4]), torch.tensor([1, 0, 0, 1]))
@@ -307,6 +308,7 @@ def binary_stats(
     check_ndim(preds, "preds", 1, "(N,)")
     y = check_binary_labels(labels, "labels")
     check_same_batch(preds, "preds", y, "labels")
+    check_nonempty(preds, "preds", hint="Hint: statistics of no decision are undefined.")
     if not isinstance(zero_division, (int, float)) or isinstance(zero_division, bool):
         raise TypeError(
             f"Expected `zero_division` to be a number, but got {describe(zero_division)}."
@@ -353,6 +355,15 @@ def _check_class_ids(value: torch.Tensor, name: str) -> None:
         raise ValueError(f"Expected `{name}` to hold class ids >= 0, but got {int(value.min())}.")
 
 
+def _check_ids_below(value: torch.Tensor, name: str, c: int) -> None:
+    """Raise ``ValueError`` if a class id of ``value`` is ``>= c`` (``num_classes``)."""
+    if value.numel() and int(value.max()) >= c:
+        raise ValueError(
+            f"Expected class ids in [0, {c - 1}] for `num_classes`={c}, but `{name}` holds "
+            f"id {int(value.max())}."
+        )
+
+
 def confusion_matrix(
     preds: torch.Tensor, labels: torch.Tensor, *, num_classes: int | None = None
 ) -> torch.Tensor:
@@ -373,7 +384,8 @@ def confusion_matrix(
 
     Raises:
         TypeError: if ids are not integer tensors or ``num_classes`` not an int.
-        ValueError: on a shape mismatch, negative ids or ids >= ``num_classes``.
+        ValueError: on a shape mismatch, an empty batch, negative ids or ids >=
+            ``num_classes``.
 
     Example:
         >>> confusion_matrix(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]))
@@ -386,15 +398,13 @@ def confusion_matrix(
     _check_class_ids(preds, "preds")
     _check_class_ids(labels, "labels")
     check_same_batch(preds, "preds", labels, "labels")
-    top = int(max(preds.max(), labels.max())) + 1 if preds.numel() else 0
+    check_nonempty(preds, "preds", hint="Hint: skip empty batches.")
     if num_classes is None:
-        c = max(top, 1)
+        c = int(max(preds.max(), labels.max())) + 1
     else:
         c = check_positive_int(num_classes, "num_classes")
-        if top > c:
-            raise ValueError(
-                f"Expected class ids in [0, {c - 1}] for `num_classes`={c}, but got id {top - 1}."
-            )
+        _check_ids_below(preds, "preds", c)
+        _check_ids_below(labels, "labels", c)
     idx = labels.long() * c + preds.long()
     return torch.bincount(idx, minlength=c * c).reshape(c, c)
 
@@ -433,8 +443,8 @@ def cohen_kappa(
 
     Raises:
         TypeError: if ids are not integer tensors.
-        ValueError: on a shape mismatch, an unknown ``weights`` or ids outside
-            ``num_classes``.
+        ValueError: on a shape mismatch, an empty batch, an unknown ``weights`` or
+            ids outside ``num_classes``.
 
     Example:
         >>> cohen_kappa(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 2]))
@@ -452,6 +462,7 @@ def cohen_kappa(
     _check_class_ids(preds, "preds")
     _check_class_ids(labels, "labels")
     check_same_batch(preds, "preds", labels, "labels")
+    check_nonempty(preds, "preds", hint="Hint: the agreement of no sample is undefined.")
     check_one_of(weights, "weights", (None, "linear", "quadratic"))
     if num_classes is None:
         classes = torch.unique(torch.cat([labels.long(), preds.long()]))
@@ -459,8 +470,10 @@ def cohen_kappa(
         b = torch.searchsorted(classes, preds.long())
         c = max(int(classes.numel()), 1)
     else:
+        c = check_positive_int(num_classes, "num_classes")
+        _check_ids_below(preds, "preds", c)
+        _check_ids_below(labels, "labels", c)
         a, b = labels.long(), preds.long()
-        c = num_classes
     conf = confusion_matrix(b, a, num_classes=c).to(torch.float64)
     n = conf.sum()
     expected = torch.outer(conf.sum(1), conf.sum(0)) / n
@@ -581,8 +594,8 @@ def nll(probs: torch.Tensor, labels: torch.Tensor, *, eps: float = 1e-12) -> tor
     Raises:
         TypeError: on non-floating probabilities, wrong label dtypes or a
             non-number ``eps``.
-        ValueError: on shapes, probabilities outside [0, 1] or NaN, bad labels,
-            ``eps`` outside ``(0, 1)``.
+        ValueError: on shapes, an empty batch, probabilities outside [0, 1] or
+            NaN, bad labels, ``eps`` outside ``(0, 1)``.
 
     Example:
         >>> nll(torch.tensor([0.9, 0.2]), torch.tensor([1, 0]))
@@ -596,6 +609,7 @@ def nll(probs: torch.Tensor, labels: torch.Tensor, *, eps: float = 1e-12) -> tor
             f"Expected `eps` to be a number in (0, 1), but got {eps!r}. "
             "Hint: it is the lower clamp of the probabilities, e.g. 1e-12."
         )
+    check_nonempty(probs, "probs", hint="Hint: the NLL of no sample is undefined.")
     p = probs.to(torch.float64)
     py = torch.where(y.bool(), p, 1 - p) if p.ndim == 1 else p.gather(1, y[:, None]).squeeze(1)
     return -torch.log(py.clamp_min(eps)).mean()

@@ -13,7 +13,9 @@ from camseg._checks import (
     check_finite,
     check_floating,
     check_ndim,
+    check_nonempty,
     check_one_of,
+    check_pixels,
     check_positive_int,
     check_same_shape,
     check_tensor,
@@ -29,11 +31,24 @@ def _check_maps(maps: torch.Tensor, *, nonnegative: bool = False) -> None:
     check_tensor(maps, "maps")
     check_ndim(maps, "maps", 3, "(B, H, W)")
     check_floating(maps, "maps")
+    check_pixels(maps, "maps")
     check_finite(maps, "maps", "Hint: NaN maps come from a 0/0 normalization of a flat map.")
     if nonnegative and maps.numel() and float(maps.min()) < 0:
         raise ValueError(
             f"Expected `maps` to be >= 0 (an energy), but got a minimum of "
             f"{float(maps.min()):.6g}. Hint: apply ReLU or min-max normalize first."
+        )
+
+
+def _check_average(average: object, maps: torch.Tensor) -> None:
+    """Validate ``average``; a mean (``"macro"``) of an empty batch raises ``ValueError``."""
+    check_one_of(average, "average", ("macro", "none"))
+    if average == "macro":
+        check_nonempty(
+            maps,
+            "maps",
+            "image",
+            hint="Hint: the mean over no image is undefined; average='none' gives a (0,) tensor.",
         )
 
 
@@ -90,8 +105,9 @@ def pointing_game(
 
     Raises:
         TypeError: on non-floating maps, non-bool masks, a non-int tolerance.
-        ValueError: on shape mismatches, NaN maps, a negative tolerance or an
-            unknown ``average``.
+        ValueError: on shape mismatches, images without pixels, NaN maps, a
+            negative tolerance, an unknown ``average``, or an empty batch with
+            ``average="macro"``.
 
     Example:
         >>> maps = torch.zeros(3, 4, 4)
@@ -112,6 +128,7 @@ def pointing_game(
     check_bool_mask(masks, "masks")
     check_same_shape(maps, "maps", masks, "masks")
     tol = check_positive_int(tolerance, "tolerance", minimum=0)
+    _check_average(average, maps)
     target = masks
     if tol > 0:
         kernel = _disk(tol, maps.device)[None, None]
@@ -154,8 +171,9 @@ def energy_pointing_game(
 
     Raises:
         TypeError: on non-floating maps or non-bool masks.
-        ValueError: on shape mismatches, NaN or negative maps, an unknown
-            ``average``.
+        ValueError: on shape mismatches, images without pixels, NaN or negative
+            maps, an unknown ``average``, or an empty batch with
+            ``average="macro"``.
 
     Example:
         >>> maps = torch.tensor([[[3.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]])
@@ -171,6 +189,7 @@ def energy_pointing_game(
     _check_maps(maps, nonnegative=True)
     check_bool_mask(masks, "masks")
     check_same_shape(maps, "maps", masks, "masks")
+    _check_average(average, maps)
     total = maps.sum(dim=(1, 2))
     inside = (maps * masks).sum(dim=(1, 2))
     valid = (total > 0) & masks.flatten(1).any(dim=1)
@@ -210,8 +229,10 @@ def label_region_energy(
 
     Raises:
         TypeError: on non-floating maps or a region of the wrong type.
-        ValueError: on NaN or negative maps, a region larger than 96, a mask
-            region of the wrong shape, a box that rounds to zero pixels.
+        ValueError: on images without pixels, NaN or negative maps, a region
+            larger than 96, a mask region of the wrong shape, a box that rounds
+            to zero pixels, an unknown ``average``, or an empty batch with
+            ``average="macro"``.
 
     Example:
         >>> maps = torch.zeros(2, 96, 96)
@@ -223,6 +244,7 @@ def label_region_energy(
         tensor(0.5556)
     """
     _check_maps(maps, nonnegative=True)
+    _check_average(average, maps)
     h, w = maps.shape[1], maps.shape[2]
     if isinstance(region, torch.Tensor):
         check_bool_mask(region, "region", "(H, W)", ndim=2)

@@ -13,6 +13,7 @@ from camseg._checks import (
     check_finite,
     check_floating,
     check_ndim,
+    check_pixels,
     check_same_shape,
     check_tensor,
     describe,
@@ -196,8 +197,8 @@ def randomization_similarity(
     Raises:
         TypeError: on a non-module model, a non-callable ``explain_fn``, bad
             ``layers`` or ``targets``, or ``explain_fn`` returning no tensor.
-        ValueError: on an unknown or repeated layer, an empty ``layers``,
-            targets outside the model's classes, maps of the wrong shape or
+        ValueError: on images without pixels, an unknown or repeated layer, an
+            empty ``layers``, targets outside the model's classes, maps of the wrong shape or
             with NaN, or a constant map with ``zero_division=None``.
 
     Example:
@@ -226,6 +227,7 @@ def randomization_similarity(
     check_tensor(images, "images")
     check_ndim(images, "images", 4, "(B, C, H, W)")
     check_floating(images, "images")
+    check_pixels(images, "images")
     check_finite(images, "images")
     if isinstance(layers, (str, nn.Module)) or not isinstance(layers, Sequence):
         raise TypeError(

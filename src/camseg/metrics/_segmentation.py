@@ -26,9 +26,12 @@ from camseg._checks import (
     check_finite,
     check_floating,
     check_ndim,
+    check_nonempty,
     check_one_of,
+    check_pixels,
     check_same_shape,
     check_tensor,
+    describe,
 )
 from camseg._curves import (
     AVERAGES,
@@ -429,8 +432,9 @@ def threshold_curve(
 
     Raises:
         TypeError: on non-floating maps, non-bool masks, bad thresholds.
-        ValueError: on shape mismatches, NaN maps or thresholds, unknown
-            metric names or ``average``.
+        ValueError: on shape mismatches, an empty batch, images without pixels,
+            NaN maps or thresholds, no or unknown metric names, an unknown
+            ``average``.
 
     Example:
         >>> maps = torch.tensor([[[0.9, 0.6], [0.3, 0.1]]])
@@ -441,6 +445,18 @@ def threshold_curve(
         >>> curve["dice"]
         tensor([0.6667, 1.0000, 0.6667], dtype=torch.float64)
     """
+    check_tensor(maps, "maps")
+    check_ndim(maps, "maps", 3, "(B, H, W)")
+    check_floating(maps, "maps")
+    check_bool_mask(masks, "masks")
+    check_same_shape(maps, "maps", masks, "masks")
+    check_nonempty(maps, "maps", "image", hint="Hint: skip empty batches.")
+    check_pixels(maps, "maps")
+    if isinstance(metrics, Sequence) and not isinstance(metrics, str) and len(metrics) == 0:
+        raise ValueError(
+            f"Expected `metrics` to name at least one metric of {METRIC_NAMES}, but got "
+            f"{describe(metrics)}."
+        )
     return _curves.threshold_curve(
         maps,
         masks,

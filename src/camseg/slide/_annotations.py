@@ -423,9 +423,10 @@ def annotation_mask(
         ``torch.bool`` ``(height, width)`` on the CPU.
 
     Raises:
-        TypeError: if an annotation is not an :class:`Annotation`.
-        ValueError: if ``size``, ``downsample`` or ``origin`` is invalid, or the mask
-            would exceed ``max_pixels``.
+        TypeError: if ``annotations`` is not an iterable of :class:`Annotation`, or
+            ``max_pixels`` is not an int.
+        ValueError: if ``size``, ``downsample`` or ``origin`` is invalid,
+            ``max_pixels < 1``, or the mask would exceed ``max_pixels``.
 
     Example:
         >>> import numpy as np
@@ -438,6 +439,11 @@ def annotation_mask(
                 [1, 0, 0, 1],
                 [1, 1, 1, 1]], dtype=torch.int32)
     """
+    if isinstance(annotations, (str, bytes, Annotation)) or not isinstance(annotations, Iterable):
+        raise TypeError(
+            f"Expected `annotations` to be an iterable of Annotation, but got "
+            f"{describe(annotations)}. Hint: read files with camseg.slide.read_annotations(path)."
+        )
     if (
         not isinstance(size, (tuple, list))
         or len(size) != 2
@@ -467,6 +473,10 @@ def annotation_mask(
             f"Expected `origin` to be level-0 (x, y), two finite numbers, but got "
             f"{describe(origin)}."
         )
+    if not isinstance(max_pixels, (int, np.integer)) or isinstance(max_pixels, bool):
+        raise TypeError(f"Expected `max_pixels` to be an int, but got {describe(max_pixels)}.")
+    if max_pixels < 1:
+        raise ValueError(f"Expected `max_pixels` to be an int >= 1, but got {max_pixels}.")
     width, height = int(size[0]), int(size[1])
     if width * height > max_pixels:
         raise ValueError(

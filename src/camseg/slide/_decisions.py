@@ -33,11 +33,14 @@ from scipy import ndimage
 
 from camseg._checks import (
     check_bool_mask,
+    check_finite,
     check_floating,
     check_ndim,
     check_nonnegative,
+    check_number,
     check_positive_int,
     check_same_shape,
+    check_sequence,
     describe,
 )
 
@@ -278,12 +281,15 @@ def patient_stages(nodes: Sequence[str], patients: Sequence[Hashable]) -> dict[H
         ``{patient: stage}`` in order of first appearance.
 
     Raises:
+        TypeError: if ``nodes`` or ``patients`` is not a sequence.
         ValueError: if the lengths differ, or as :func:`pn_stage`.
 
     Example:
         >>> patient_stages(["macro", "negative", "itc", "negative"], ["a", "a", "b", "b"])
         {'a': 'pN1', 'b': 'pN0(i+)'}
     """
+    check_sequence(nodes, "nodes", "node categories")
+    check_sequence(patients, "patients", "patient ids")
     if len(nodes) != len(patients):
         raise ValueError(
             f"Expected `nodes` and `patients` to have the same length, but got {len(nodes)} "
@@ -306,6 +312,7 @@ def _stage_codes(stages: Sequence[str] | torch.Tensor, name: str) -> torch.Tenso
                 f"{describe(stages)}."
             )
         return stages.long()
+    check_sequence(stages, name, "pN stages")
     bad = [s for s in stages if s not in PN_STAGES]
     if bad:
         raise ValueError(f"Expected `{name}` to hold stages from {PN_STAGES}, but got {bad[0]!r}.")
@@ -330,6 +337,7 @@ def stage_kappa(
         0-d float64 tensor.
 
     Raises:
+        TypeError: if a stage argument is neither a sequence nor a tensor.
         ValueError: on an unknown stage, different lengths or no patients.
 
     Example:
@@ -343,6 +351,11 @@ def stage_kappa(
 
     a = _stage_codes(true_stages, "true_stages")
     b = _stage_codes(pred_stages, "pred_stages")
+    if len(a) != len(b):
+        raise ValueError(
+            f"Expected `true_stages` and `pred_stages` to have the same batch size (one stage per "
+            f"patient), but got {len(a)} and {len(b)}."
+        )
     if len(a) == 0:
         raise ValueError(
             "Expected `true_stages` and `pred_stages` to hold at least one patient, but got none."
@@ -443,9 +456,11 @@ def slide_metrics(
         :class:`SlideMetrics`.
 
     Raises:
-        TypeError: on a wrong dtype.
-        ValueError: on a shape mismatch, or if the scored pixels do not hold both
-            tumour and non-tumour (the ROC is then undefined).
+        TypeError: on a wrong dtype, or a ``threshold`` that is neither
+            ``"youden"`` nor a number.
+        ValueError: on a shape mismatch, a non-finite ``heatmap`` or ``threshold``,
+            or if the scored pixels do not hold both tumour and non-tumour (the
+            ROC is then undefined).
 
     Example:
         >>> import torch
@@ -462,6 +477,7 @@ def slide_metrics(
 
     check_ndim(heatmap, "heatmap", 2, "(H, W)")
     check_floating(heatmap, "heatmap")
+    check_finite(heatmap, "heatmap", "Hint: NaN maps come from a 0/0 normalization of a flat map.")
     check_bool_mask(truth, "truth", "(H, W)", 2)
     if heatmap.shape != truth.shape:
         raise ValueError(
@@ -488,7 +504,7 @@ def slide_metrics(
     if threshold == "youden":
         thr = metrics.youden_threshold(scores, labels).to(torch.float64)
     elif isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
-        thr = torch.tensor(float(threshold), dtype=torch.float64)
+        thr = torch.tensor(check_number(threshold, "threshold"), dtype=torch.float64)
     else:
         raise TypeError(
             f"Expected `threshold` to be 'youden' or a number, but got {describe(threshold)}."

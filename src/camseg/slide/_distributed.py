@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
-from camseg._checks import describe
+from camseg._checks import check_callable, check_path, check_positive, describe
 from camseg.slide._sliding import SlideMaps
 from camseg.slide._splits import shard_indices
 
@@ -60,12 +60,16 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     Returns:
         The destination path.
 
+    Raises:
+        TypeError: if ``path`` is not a str or os.PathLike.
+
     Example:
         >>> import os, tempfile
         >>> path = atomic_save({"a": 1}, os.path.join(tempfile.mkdtemp(), "x.pt"))
         >>> torch.load(path)
         {'a': 1}
     """
+    check_path(path)
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp(dest)
@@ -130,8 +134,11 @@ def run_sharded(
         On rank 0 the merged ``{key: result}`` in item order; ``None`` on other ranks.
 
     Raises:
-        ValueError: if ``keys`` has the wrong length or repeats a key, or the rank is
-            invalid.
+        TypeError: if ``items`` is not a sequence, ``fn`` is not callable,
+            ``out_dir`` is not a path, ``keys`` is not a sequence or ``timeout`` is
+            not a number.
+        ValueError: if ``keys`` has the wrong length or repeats a key, the rank is
+            invalid, or ``timeout`` is not a finite number > 0.
         TimeoutError: if rank 0 polls longer than ``timeout`` for missing shards.
 
     Example:
@@ -143,13 +150,27 @@ def run_sharded(
     """
     import torch.distributed as dist
 
+    if isinstance(items, (str, bytes)) or not (
+        hasattr(items, "__len__") and hasattr(items, "__getitem__")
+    ):
+        raise TypeError(f"Expected `items` to be a sequence, but got {describe(items)}.")
+    check_callable(fn, "fn")
+    check_path(out_dir, "out_dir")
+    if keys is not None and (isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable)):
+        raise TypeError(
+            f"Expected `keys` to be a sequence of one key per item, but got {describe(keys)}."
+        )
+    timeout = check_positive(timeout, "timeout", hint="Hint: it is in seconds.")
     r0, w0 = dist_info()
     rank = r0 if rank is None else rank
     world_size = w0 if world_size is None else world_size
     mine = shard_indices(len(items), rank=rank, world_size=world_size)
     key_list = list(range(len(items))) if keys is None else list(keys)
     if len(key_list) != len(items):
-        raise ValueError(f"Expected one key per item ({len(items)}), but got {len(key_list)} keys.")
+        raise ValueError(
+            f"Expected `keys` to hold one key per item ({len(items)}), but got "
+            f"{len(key_list)} keys."
+        )
     if len(set(key_list)) != len(key_list):
         raise ValueError("Expected `keys` to be unique, but some key repeats.")
     out = Path(out_dir)

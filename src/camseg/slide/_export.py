@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from camseg._checks import describe
+from camseg._checks import check_number, describe
 
 __all__ = ["mask_polygons", "write_geojson", "write_tiff_overlay"]
 
@@ -332,9 +332,12 @@ def write_geojson(
         The path written.
 
     Raises:
-        TypeError: if a mask or the heatmap has the wrong type.
-        ValueError: on a shape mismatch, a heatmap outside [0, 1] or with NaN, or a
-            bad ``downsample``/``origin``/``mpp``/colour.
+        TypeError: if a mask or the heatmap has the wrong type, ``threshold`` is not
+            a number, ``classification`` not a non-empty str or ``colors`` not a
+            mapping.
+        ValueError: on a shape mismatch, a heatmap outside [0, 1] or with NaN, a
+            non-finite ``threshold`` (checked even for bool masks), or a bad
+            ``downsample``/``origin``/``mpp``/colour.
 
     Example:
         >>> import json, os, tempfile, torch
@@ -358,17 +361,31 @@ def write_geojson(
         )
     if not isinstance(min_size, int) or isinstance(min_size, bool) or min_size < 0:
         raise ValueError(f"Expected `min_size` to be an int >= 0, but got {describe(min_size)}.")
+    threshold = check_number(threshold, "threshold")
+    if colors is not None and not isinstance(colors, Mapping):
+        raise TypeError(
+            f"Expected `colors` to be a mapping from class name to RGB, or None, but got "
+            f"{describe(colors)}."
+        )
     heat = None if heatmap is None else _check_heatmap(heatmap, "heatmap")
     if isinstance(masks, Mapping):
         items = list(masks.items())
         if not items:
             raise ValueError("Expected `masks` to hold at least one class, but got none.")
     else:
+        if not isinstance(classification, str) or not classification:
+            raise TypeError(
+                f"Expected `classification` to be a non-empty str, but got "
+                f"{describe(classification)}."
+            )
         items = [(classification, masks)]
     layers: list[tuple[str, np.ndarray]] = []
     for name, value in items:
         if not isinstance(name, str) or not name:
-            raise TypeError(f"Expected class names to be non-empty str, but got {describe(name)}.")
+            raise TypeError(
+                f"Expected the class names of `masks` to be non-empty str, but got "
+                f"{describe(name)}."
+            )
         arr = _as_numpy_2d(value, "masks" if len(items) == 1 else f"masks[{name!r}]")
         if arr.dtype != np.bool_:
             if not np.issubdtype(arr.dtype, np.floating):
@@ -379,14 +396,6 @@ def write_geojson(
             arr_f = _check_heatmap(arr, "masks")
             if heat is None:
                 heat = arr_f
-            if not (
-                isinstance(threshold, (int, float))
-                and not isinstance(threshold, bool)
-                and math.isfinite(threshold)
-            ):
-                raise ValueError(
-                    f"Expected `threshold` to be a finite number, but got {describe(threshold)}."
-                )
             arr = arr_f >= threshold
         layers.append((name, arr))
     shape = layers[0][1].shape

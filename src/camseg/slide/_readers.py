@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from camseg._checks import describe
+from camseg._checks import check_path, describe
 
 __all__ = [
     "MAX_REGION_PIXELS",
@@ -178,10 +178,11 @@ def check_region(
         ``(level, x, y, w, h)`` as Python ints.
 
     Raises:
-        TypeError: if ``reader`` is not a region reader, or a coordinate or the
-            level is not an int.
-        ValueError: if the level does not exist, the region leaves the level, or it
-            has more than ``max_pixels`` pixels.
+        TypeError: if ``reader`` is not a region reader, or a coordinate, the
+            level or ``max_pixels`` is not an int.
+        ValueError: if the level does not exist, the region leaves the level (the
+            message names the coordinate or size to blame), ``max_pixels < 1``, or
+            the region has more than ``max_pixels`` pixels.
 
     Example:
         >>> import numpy as np
@@ -198,11 +199,22 @@ def check_region(
     x, y, w, h = vals
     if w < 1 or h < 1:
         raise ValueError(f"Expected region size `w`, `h` to be >= 1, but got w={w}, h={h}.")
+    if max_pixels is not None:
+        max_pixels = _check_max_pixels(max_pixels)
     width, height = reader.dimensions(level)
     if x < 0 or y < 0 or x + w > width or y + h > height:
+        # the argument to blame: a corner outside the level, else the size that overruns it
+        if x < 0 or x >= width:
+            bad = "`x`"
+        elif y < 0 or y >= height:
+            bad = "`y`"
+        elif x + w > width:
+            bad = "`w`"
+        else:
+            bad = "`h`"
         raise ValueError(
             f"Expected the region (x={x}, y={y}, w={w}, h={h}) to lie inside level {level} "
-            f"of size (width={width}, height={height}), but it does not. "
+            f"of size (width={width}, height={height}), but {bad} takes it outside. "
             "Hint: regions are given in pixels of the requested level."
         )
     if max_pixels is not None and w * h > max_pixels:
@@ -431,6 +443,7 @@ class TiffReader:
         max_pixels: the largest region :meth:`read` hands out.
 
     Raises:
+        TypeError: if ``path`` is not a str or os.PathLike.
         FileNotFoundError: if the file does not exist.
         OSError: if it is not a readable TIFF, or its first tile does not decode.
         ValueError: if the series does not hold ``(H, W, 3)`` or ``(H, W)``
@@ -457,6 +470,7 @@ class TiffReader:
     ) -> None:
         import tifffile
 
+        check_path(path)
         self.path = os.fspath(path)
         self.max_pixels = _check_max_pixels(max_pixels)
         if not os.path.exists(self.path):

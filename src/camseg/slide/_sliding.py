@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from camseg._checks import (
     check_callable,
+    check_device,
     check_nonnegative,
     check_one_of,
     check_positive_int,
@@ -140,9 +141,10 @@ def tile_grid(
         ``(N, 2)`` int64 tensor of ``(x, y)`` corners, ``y``-major.
 
     Raises:
-        TypeError: if ``tile``, ``stride`` or ``quantum`` is not an int.
-        ValueError: if ``tile`` or ``stride`` is ``<= 0``, ``edge`` is unknown, or the
-            tile is larger than the level.
+        TypeError: if ``size`` is not a pair of ints, or ``tile``, ``stride`` or
+            ``quantum`` is not an int.
+        ValueError: if a side of ``size`` is ``< 1``, ``tile`` or ``stride`` is
+            ``<= 0``, ``edge`` is unknown, or the tile is larger than the level.
 
     Example:
         >>> tile_grid((10, 4), tile=4, stride=3).tolist()
@@ -156,7 +158,7 @@ def tile_grid(
     stride = tile if stride is None else check_positive_int(stride, "stride")
     quantum = check_positive_int(quantum, "quantum")
     check_one_of(edge, "edge", ("shift", "pad"))
-    width, height = (int(v) for v in size)
+    width, height = _check_level_size(size)
     count = _count(width, tile, stride, "x (width)") * _count(height, tile, stride, "y (height)")
     if count > MAX_TILES:
         raise ValueError(
@@ -169,6 +171,24 @@ def tile_grid(
     ys = _starts(height, tile, stride, edge, quantum, "y (height)")
     gy, gx = torch.meshgrid(torch.tensor(ys), torch.tensor(xs), indexing="ij")
     return torch.stack([gx.flatten(), gy.flatten()], dim=1).long()
+
+
+def _check_level_size(size: object) -> tuple[int, int]:
+    """``size`` as ``(width, height)`` ints >= 1, or a clear error naming it."""
+    if (
+        not isinstance(size, (tuple, list, torch.Size))
+        or len(size) != 2
+        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)
+    ):
+        raise TypeError(
+            f"Expected `size` to be a pair of ints (width, height), but got {describe(size)}."
+        )
+    width, height = int(size[0]), int(size[1])
+    if width < 1 or height < 1:
+        raise ValueError(
+            f"Expected `size` to have width and height >= 1, but got {(width, height)}."
+        )
+    return width, height
 
 
 def blend_window(
@@ -218,7 +238,7 @@ def blend_window(
     tile = check_positive_int(tile, "tile")
     check_one_of(blend, "blend", ("gaussian", "uniform"))
     _check_float_dtype(dtype)
-    device = _check_device(device)
+    device = check_device(device)
     if blend == "uniform":
         return torch.ones(tile, tile, dtype=dtype, device=device)
     if not isinstance(sigma, (int, float)) or isinstance(sigma, bool):
@@ -238,21 +258,6 @@ def _check_float_dtype(dtype: object) -> torch.dtype:
             f"{describe(dtype)}."
         )
     return dtype
-
-
-def _check_device(device: object) -> torch.device | None:
-    if device is None:
-        return None
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(
-            f"Expected `device` to be a torch.device, a string or None, but got {describe(device)}."
-        )
-    try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(
-            f"Expected `device` to name a torch device (e.g. 'cpu', 'cuda:0'), but got {device!r}."
-        ) from err
 
 
 def _check_fraction(value: object, name: str) -> float:
@@ -275,8 +280,10 @@ def select_level(reader: RegionReader, mpp: float, *, tolerance: float = 0.1) ->
         The level index.
 
     Raises:
-        ValueError: if the reader's ``mpp`` is unknown or no level is within the
-            tolerance.
+        TypeError: if ``reader`` is not a :class:`~camseg.slide.RegionReader` or
+            ``mpp`` is not a number.
+        ValueError: if the reader's ``mpp`` is unknown, ``mpp`` is not a finite
+            number > 0, or no level is within the tolerance.
 
     Example:
         >>> import numpy as np
@@ -286,13 +293,16 @@ def select_level(reader: RegionReader, mpp: float, *, tolerance: float = 0.1) ->
         >>> select_level(reader, 1.0)
         2
     """
+    check_reader(reader)
     if reader.mpp is None:
         raise ValueError(
             "Expected the reader to know its microns per pixel (`mpp`), but it is None. "
             "Hint: pass `mpp=` when creating the reader."
         )
-    if not isinstance(mpp, (int, float)) or isinstance(mpp, bool) or not mpp > 0:
-        raise ValueError(f"Expected `mpp` to be a number > 0, but got {describe(mpp)}.")
+    if not isinstance(mpp, (int, float)) or isinstance(mpp, bool):
+        raise TypeError(f"Expected `mpp` to be a number > 0, but got {describe(mpp)}.")
+    if not (mpp > 0 and math.isfinite(mpp)):
+        raise ValueError(f"Expected `mpp` to be a finite number > 0, but got {mpp!r}.")
     if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool):
         raise TypeError(f"Expected `tolerance` to be a number >= 0, but got {describe(tolerance)}.")
     if not (tolerance >= 0 and math.isfinite(tolerance)):
@@ -323,7 +333,8 @@ def read_tiles(reader: RegionReader, level: int, coords: torch.Tensor, tile: int
 
     Raises:
         TypeError: if ``reader`` is not a :class:`~camseg.slide.RegionReader`
-            (:func:`~camseg.slide.check_reader`), or ``tile`` is not an int.
+            (:func:`~camseg.slide.check_reader`), ``tile`` is not an int or ``coords``
+            is not an integer tensor.
         ValueError: if ``coords`` is not ``(N, 2)``, a tile lies entirely outside the
             level, or the level does not exist.
 
@@ -343,6 +354,10 @@ def read_tiles(reader: RegionReader, level: int, coords: torch.Tensor, tile: int
             "Expected `coords` to be an (N, 2) tensor of (x, y) corners, but got "
             f"{describe(coords)}."
         )
+    if coords.is_floating_point() or coords.is_complex() or coords.dtype == torch.bool:
+        raise TypeError(
+            f"Expected `coords` to be an integer tensor of (x, y) corners, but got {coords.dtype}."
+        )
     level = check_region(reader, level, 0, 0, 1, 1)[0]
     width, height = reader.dimensions(level)
     out = np.full((len(coords), tile, tile, 3), PAD_VALUE, np.uint8)
@@ -350,8 +365,8 @@ def read_tiles(reader: RegionReader, level: int, coords: torch.Tensor, tile: int
         w, h = min(tile, width - x), min(tile, height - y)
         if x < 0 or y < 0 or w <= 0 or h <= 0:
             raise ValueError(
-                f"Expected tile corner (x={x}, y={y}) to lie inside level {level} of size "
-                f"(width={width}, height={height}), but it does not."
+                f"Expected every tile of `coords` to overlap level {level} of size "
+                f"(width={width}, height={height}), but the corner (x={x}, y={y}) does not."
             )
         region = reader.read(level, x, y, w, h)
         if region.shape != (h, w, 3) or region.dtype != np.uint8:
@@ -454,8 +469,8 @@ class _TensorSink:
     def __init__(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> None:
         self.canvas = torch.zeros(3, height, width, dtype=dtype, device=device)
 
-    def write(self, row: int, block: torch.Tensor) -> None:
-        self.canvas[:, row : row + block.shape[1]] = block
+    def write(self, row: int, col: int, block: torch.Tensor) -> None:
+        self.canvas[:, row : row + block.shape[1], col : col + block.shape[2]] = block
 
     def finish(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.canvas[0], self.canvas[1], self.canvas[2]
@@ -507,11 +522,18 @@ class _NpySink:
             self.abort()
             raise
 
-    def write(self, row: int, block: torch.Tensor) -> None:
+    def write(self, row: int, col: int, block: torch.Tensor) -> None:
         data = block.detach().to("cpu").numpy().astype(self.np_dtype, copy=False)
+        k, w = data.shape[1], data.shape[2]
         for c, fh in enumerate(self.files):
-            fh.seek(self.offsets[c] + row * self.row_bytes)
-            fh.write(np.ascontiguousarray(data[c]).tobytes())
+            if w == self.shape[1]:  # whole rows: one contiguous write
+                fh.seek(self.offsets[c] + row * self.row_bytes)
+                fh.write(np.ascontiguousarray(data[c]).tobytes())
+                continue
+            start = self.offsets[c] + col * self.np_dtype.itemsize
+            for r in range(k):
+                fh.seek(start + (row + r) * self.row_bytes)
+                fh.write(np.ascontiguousarray(data[c, r]).tobytes())
 
     def finish(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         finals = []
@@ -551,6 +573,10 @@ class _Stitcher:
     files on disk), and the band moves down. Memory is ``O(T x W_o)`` plus the
     sink's.
 
+    The band is zero outside the columns ``[c0, c1)`` that tiles touched since it was
+    last empty, so normalising, writing and moving it touch only those columns (on a
+    slide with sparse tissue, a small part of the width).
+
     The weighting is one batched multiply; the accumulation is one in-place slice
     add per tile. (A single ``index_add_`` scatter of all tiles was measured several
     times slower on CPU: the slice adds are contiguous row copies, the scatter is
@@ -567,6 +593,7 @@ class _Stitcher:
         self.band = torch.zeros(3, self.cap, width, dtype=window.dtype, device=window.device)
         self.base = 0
         self.sink = sink
+        self.c0, self.c1 = width, 0  # the band's touched columns (empty: c0 >= c1)
 
     def add(self, values: torch.Tensor, corners: torch.Tensor) -> None:
         """``values`` ``(2, B, t, t)`` at output resolution, ``corners`` ``(B, 2)`` (x, y)."""
@@ -584,21 +611,24 @@ class _Stitcher:
             if y + h > self.base + self.cap:
                 self._flush(y)
             r = y - self.base
+            self.c0, self.c1 = min(self.c0, x), max(self.c1, x + w)
             self.band[:2, r : r + h, x : x + w] += weighted[:, i, :h, :w]
             self.band[2, r : r + h, x : x + w] += self.window[:h, :w]
 
     def _flush(self, upto: int) -> None:
         """Write the final rows ``[base, upto)`` and move the band down to ``upto``."""
         k = min(upto - self.base, self.cap)
-        if k > 0:
-            acc, wsum = self.band[:2, :k], self.band[2, :k]
-            covered = wsum > 0
-            out = torch.where(covered, acc / wsum.clamp_min(1e-30), 0.0)
-            self.sink.write(self.base, torch.cat([out, wsum[None]]))
+        c0, c1 = self.c0, self.c1
+        if k > 0 and c0 < c1:  # an untouched band is all zero: the sink's zeros stand
+            acc, wsum = self.band[:2, :k, c0:c1], self.band[2, :k, c0:c1]
+            out = torch.where(wsum > 0, acc / wsum.clamp_min(1e-30), 0.0)
+            self.sink.write(self.base, c0, torch.cat([out, wsum[None]]))
             keep = self.cap - k
             if keep:
-                self.band[:, :keep] = self.band[:, k:].clone()
-            self.band[:, keep:] = 0
+                self.band[:, :keep, c0:c1] = self.band[:, k:, c0:c1].clone()
+            self.band[:, keep:, c0:c1] = 0
+            if not keep or not bool(self.band[2, :keep, c0:c1].any()):
+                self.c0, self.c1 = self.w, 0
         self.base = upto  # rows past the band had no tile: the sink's zeros stand
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -995,7 +1025,7 @@ def sliding_window(
                 f"scale), but it has {have:.4g}. Hint: `select_level(reader, {mpp:g})`."
             )
     size = reader.dimensions(level)
-    dev = _check_device(device) or torch.device("cpu")
+    dev = check_device(device) or torch.device("cpu")
     filt: TissueFilter | None = None
     mask: torch.Tensor | None = None
     if isinstance(tissue, torch.Tensor):

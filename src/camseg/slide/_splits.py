@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Hashable, Sequence
 
 import numpy as np
 import torch
 
-from camseg._checks import check_positive_int, describe
+from camseg._checks import check_positive_int, check_sequence, describe
 
 __all__ = ["group_split", "shard_indices"]
 
@@ -40,9 +41,11 @@ def group_split(
         One int64 tensor of sample indices per split, each sorted.
 
     Raises:
-        TypeError: if ``seed`` is not an int or a label is not an integer.
-        ValueError: if the lengths differ, ``fractions`` are negative or do not
-            sum to 1, or there are fewer groups than splits with a fraction > 0.
+        TypeError: if ``groups``, ``labels`` or ``fractions`` is not a sequence,
+            ``seed`` is not an int, a label is not an integer or a fraction not a
+            number.
+        ValueError: if the lengths differ, ``fractions`` are negative, NaN or do
+            not sum to 1, or there are fewer groups than splits with a fraction > 0.
 
     Example:
         >>> groups = ["p1", "p1", "p2", "p3", "p3", "p4"]
@@ -54,11 +57,13 @@ def group_split(
         6
     """
     seed = check_positive_int(seed, "seed", minimum=0)
+    check_sequence(groups, "groups", "group ids")
     g = groups.tolist() if isinstance(groups, torch.Tensor) else list(groups)
     n = len(g)
     if labels is None:
         y = [0] * n
     else:
+        check_sequence(labels, "labels", "integer labels")
         y = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
         if len(y) != n:
             raise ValueError(
@@ -67,8 +72,16 @@ def group_split(
         for v in y:
             if not isinstance(v, (int, np.integer)):
                 raise TypeError(f"Expected `labels` to hold integers, but got {describe(v)}.")
-    fr = [float(f) for f in fractions]
-    if not fr or any(f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
+    check_sequence(fractions, "fractions", "numbers")
+    given = fractions.tolist() if isinstance(fractions, (torch.Tensor, np.ndarray)) else fractions
+    for f in given:
+        if not isinstance(f, numbers.Real) or isinstance(f, bool):
+            raise TypeError(
+                f"Expected `fractions` to hold numbers, but got {describe(f)} in "
+                f"{describe(fractions)}."
+            )
+    fr = [float(f) for f in given]
+    if not fr or not all(f >= 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
         raise ValueError(
             f"Expected `fractions` to be non-negative and sum to 1, but got {list(fractions)!r}."
         )
@@ -80,8 +93,9 @@ def group_split(
     wanted = sum(f > 0 for f in fr)
     if len(members) < wanted:
         raise ValueError(
-            f"Expected at least one group per split with a fraction > 0 ({wanted} splits), but "
-            f"got {len(members)} group(s). Hint: use fewer `fractions`, or more groups."
+            f"Expected `groups` to hold at least one group per split with a fraction > 0 "
+            f"({wanted} splits), but got {len(members)} group(s). Hint: use fewer `fractions`, "
+            "or more groups."
         )
     strata: dict[int, list[Hashable]] = {}
     for grp in members:  # first-appearance order: deterministic for a seed

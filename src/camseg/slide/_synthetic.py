@@ -106,7 +106,8 @@ def make_slide(
 
     Raises:
         TypeError: if a size or count is not an int.
-        ValueError: if the slide is smaller than 4 patches a side or ``mpp <= 0``.
+        ValueError: if the slide is smaller than 4 patches a side, or ``mpp`` is not
+            a finite number > 0.
 
     Example:
         >>> slide = make_slide(height=384, width=512, tumors=1, seed=0, pool=16)
@@ -123,8 +124,8 @@ def make_slide(
     tumors = check_positive_int(tumors, "tumors", minimum=0)
     seed = check_positive_int(seed, "seed", minimum=0)
     pool = check_positive_int(pool, "pool", minimum=4)
-    if not isinstance(mpp, (int, float)) or isinstance(mpp, bool) or not mpp > 0:
-        raise ValueError(f"Expected `mpp` to be a number > 0, but got {mpp!r}.")
+    if not isinstance(mpp, (int, float)) or isinstance(mpp, bool) or not 0 < mpp < math.inf:
+        raise ValueError(f"Expected `mpp` to be a number > 0 and finite, but got {mpp!r}.")
     gen = torch.Generator().manual_seed(seed)
 
     # tissue outline: one big irregular ellipse
