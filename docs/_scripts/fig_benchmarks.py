@@ -14,7 +14,6 @@ No number is typed into the docs: all of them come from the results files.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _plots  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _inc import write_inc  # noqa: E402
 
 SCHEMA = "camseg-bench/1"
 HEADLINE_GROUPS = ("peers", "k", "vit", "dtype", "depth", "family")
@@ -238,11 +240,7 @@ def main(out: Path) -> list[Path]:
             figs[key] = name
         lines += section(stem, payload, figs)
     lines += perturbation_section(RESULTS / "bench_perturbation.json")
-    inc = out / "benchmarks_tables.inc"
-    tmp = inc.with_name(f".{inc.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, inc)
-    written.append(inc)
+    written.append(write_inc(out / "benchmarks_tables.inc", "\n".join(lines) + "\n"))
     return written
 
 

@@ -8,9 +8,11 @@ time, so the page cannot quote a stale figure. Run by ``docs/conf.py``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _inc import write_inc
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "bench_postprocess.json"
 
@@ -35,11 +37,7 @@ def main(out: Path) -> list[Path]:
         f"**{loop1 / one:.1f}× faster**; with torch's default two threads {two * 1e3:.1f} ms "
         f"against {loop2 * 1e3:.0f} ms, **{loop2 / two:.1f}×**.\n"
     )
-    inc = out / "postprocess_bench.inc"
-    tmp = inc.with_name(f".{inc.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, inc)
-    return [inc]
+    return [write_inc(out / "postprocess_bench.inc", text)]
 
 
 if __name__ == "__main__":

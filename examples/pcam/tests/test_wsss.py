@@ -47,6 +47,19 @@ def test_preset_keeps_the_users_settings_and_chains_the_stages() -> None:
         assert getattr(s1, key) == value
 
 
+def test_preset_keeps_the_users_self_training_settings() -> None:
+    default = preset_configs(TrainConfig(out="run"))[-1]
+    assert default.pseudo_margin == STAGE2["pseudo_margin"]
+    assert default.teacher_transforms == STAGE2["teacher_transforms"]
+    cfg = TrainConfig(out="run", pseudo_margin=0.1, pseudo_weight=0.5, teacher_transforms="c4")
+    for stage in preset_configs(cfg)[1:]:
+        assert (stage.pseudo_margin, stage.pseudo_weight, stage.teacher_transforms) == (
+            0.1,
+            0.5,
+            "c4",
+        )
+
+
 def test_preset_configs_errors() -> None:
     with pytest.raises(ValueError, match="`preset`"):
         preset_configs(TrainConfig(out="run"), "nope")

@@ -575,7 +575,8 @@ class _Stitcher:
 
     The band is zero outside the columns ``[c0, c1)`` that tiles touched since it was
     last empty, so normalising, writing and moving it touch only those columns (on a
-    slide with sparse tissue, a small part of the width).
+    slide with sparse tissue, a small part of the width). Whether it is empty after a
+    flush is known on the host, from the lowest row a tile touched: no device sync.
 
     The weighting is one batched multiply; the accumulation is one in-place slice
     add per tile. (A single ``index_add_`` scatter of all tiles was measured several
@@ -594,6 +595,7 @@ class _Stitcher:
         self.base = 0
         self.sink = sink
         self.c0, self.c1 = width, 0  # the band's touched columns (empty: c0 >= c1)
+        self.bottom = 0  # one past the lowest row a tile touched (host-side: no device sync)
 
     def add(self, values: torch.Tensor, corners: torch.Tensor) -> None:
         """``values`` ``(2, B, t, t)`` at output resolution, ``corners`` ``(B, 2)`` (x, y)."""
@@ -612,6 +614,7 @@ class _Stitcher:
                 self._flush(y)
             r = y - self.base
             self.c0, self.c1 = min(self.c0, x), max(self.c1, x + w)
+            self.bottom = max(self.bottom, y + h)
             self.band[:2, r : r + h, x : x + w] += weighted[:, i, :h, :w]
             self.band[2, r : r + h, x : x + w] += self.window[:h, :w]
 
@@ -627,7 +630,7 @@ class _Stitcher:
             if keep:
                 self.band[:, :keep, c0:c1] = self.band[:, k:, c0:c1].clone()
             self.band[:, keep:, c0:c1] = 0
-            if not keep or not bool(self.band[2, :keep, c0:c1].any()):
+            if self.bottom <= upto:  # no tile reaches below the flushed rows
                 self.c0, self.c1 = self.w, 0
         self.base = upto  # rows past the band had no tile: the sink's zeros stand
 

@@ -125,8 +125,11 @@ def preset_configs(cfg: TrainConfig, preset: str = "wsss") -> list[TrainConfig]:
 
     The user's settings (data, model, epochs, batch size, learning rate, seed, ...)
     are kept; the preset sets the head, the dense backbone, the crops and the teacher
-    of each self-training round (``STAGE2["rounds"]`` of them: each round's teacher,
-    and the student's start, is the previous stage's ``best.pt``). Stage 1 writes
+    of each self-training round. The rounds' ``pseudo_margin``, ``pseudo_weight`` and
+    ``teacher_transforms`` are the preset's (:data:`STAGE2`) where ``cfg`` leaves them
+    at :class:`~camseg_pcam.train.TrainConfig`'s defaults, and the user's otherwise.
+    There are ``STAGE2["rounds"]`` rounds; each round's teacher, and the student's
+    start, is the previous stage's ``best.pt``. Stage 1 writes
     ``OUT/stage1``, the rounds before the last ``OUT/stage2``, ``OUT/stage3``, ...;
     the last round writes ``OUT`` itself, so ``camseg-pcam evaluate --run OUT`` scores
     the final model.
@@ -157,6 +160,12 @@ def preset_configs(cfg: TrainConfig, preset: str = "wsss") -> list[TrainConfig]:
         )
     out = Path(cfg.out)
     s1 = dataclasses.replace(cfg, out=str(out / "stage1"), preset=preset, **STAGE1)
+    # the rounds' settings: the user's where they changed the default, else the preset's
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    own = {
+        k: getattr(cfg, k) if getattr(cfg, k) != defaults[k] else STAGE2[k]
+        for k in ("pseudo_margin", "pseudo_weight", "teacher_transforms")
+    }
     epochs = int(max(1, -(-cfg.epochs * STAGE2["epoch_share"] // 1)))
     rounds = int(STAGE2["rounds"])
     stages, teacher = [s1], out / "stage1" / "best.pt"
@@ -169,9 +178,7 @@ def preset_configs(cfg: TrainConfig, preset: str = "wsss") -> list[TrainConfig]:
                 epochs=epochs,
                 teacher=str(teacher),
                 init=str(teacher),
-                pseudo_margin=STAGE2["pseudo_margin"],
-                pseudo_weight=STAGE2["pseudo_weight"],
-                teacher_transforms=STAGE2["teacher_transforms"],
+                **own,
                 warmup_epochs=0.0,
             )
         )
