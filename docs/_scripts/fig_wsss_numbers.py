@@ -76,14 +76,21 @@ def threshold_reading(scores: dict[str, dict[str, dict[str, list[float]]]]) -> s
         pre = {rule: statistics.fmean(v) for rule, v in rows.get("preset", {}).items()}
         if CURRENT not in pre:
             continue
-        fixed = {r: v for r, v in pre.items() if r.startswith("p >= ")}
+        fixed = {r: v for r, v in pre.items() if r.startswith("p >= ") and "ungated" not in r}
         free = {r: v for r, v in pre.items() if not r.startswith("p >= ")}
+        ceil = {rule: statistics.fmean(v) for rule, v in rows.get("ceiling", {}).items()}
         best_free = max(free, key=free.__getitem__)
         best_fixed = max(fixed, key=fixed.__getitem__)
         lines.append(
             f"- *{gen}*: the preset's ``{CURRENT}`` {pre[CURRENT]:.3f}; the best mask-free "
             f"rule ``{best_free}`` {free[best_free]:.3f}; the best fixed threshold "
-            f"(chosen with the masks) ``{best_fixed}`` {fixed[best_fixed]:.3f}."
+            f"(chosen with the masks) ``{best_fixed}`` {fixed[best_fixed]:.3f}"
+            + (
+                f"; the ceiling's best row ``{max(ceil, key=ceil.__getitem__)}`` "
+                f"{max(ceil.values()):.3f}."
+                if ceil
+                else "."
+            )
         )
     gens = [g for g in scores if CURRENT in scores[g].get("preset", {})]
     both = [
