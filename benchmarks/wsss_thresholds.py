@@ -19,6 +19,10 @@ split stays untouched): it reloads every cached ``best.pt`` of the ``stage1``,
   of patches called negative, whose periphery may hold tumour; a model trained on the
   true masks, the ceiling, has no reason to use it).
 
+It also reports how much ``prob_map`` covers (predicted over true tumour pixels) and
+where its false positives lie: their median distance to the true tumour and their
+share in the periphery of positive patches.
+
 Micro IoU (pixel counts added over the split), mean ± std over training seeds.
 
     python benchmarks/wsss_thresholds.py --work WORK   # WORK: wsss_preset.py's --work
@@ -36,7 +40,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -50,6 +56,7 @@ from camseg import postprocess as PP
 #: work-folder index -> generator name, as ``wsss_preset.py`` numbers them.
 GENERATORS = {0: "synthetic", 1: "altgen"}
 ROWS = ("stage1", "preset", "ceiling")
+CURRENT = "prob_map (p >= 0.5)"  # the preset's recipe
 FIXED = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 CENTRE = slice(32, 64)
 
@@ -92,6 +99,32 @@ def _label_rule_threshold(prob_map: torch.Tensor, labels: torch.Tensor) -> float
     return float(grid[int(bacc.argmax())])
 
 
+def _false_positives(
+    pred: torch.Tensor, true: torch.Tensor, labels: torch.Tensor
+) -> dict[str, float]:
+    """How much ``pred`` covers (predicted over true pixels) and where its false
+    positives lie: median distance to the true tumour (pixels; patches without tumour
+    are left out) and the share in the periphery (outside the centre 32×32) of positives."""
+    fp = pred & ~true
+    total = int(fp.sum())
+    cover = int(pred.sum()) / max(1, int(true.sum()))
+    if not total:
+        return {
+            "coverage": cover,
+            "median_distance_px": float("nan"),
+            "share_positive_periphery": 0.0,
+        }
+    dists = []
+    for f, t in zip(fp.numpy(), true.numpy()):
+        if f.any() and t.any():
+            dists.append(ndimage.distance_transform_edt(~t)[f])
+    periphery = torch.ones(true.shape[1:], dtype=torch.bool)
+    periphery[CENTRE, CENTRE] = False
+    share = int((fp[labels == 1] & periphery).sum()) / total
+    med = float(np.median(np.concatenate(dists))) if dists else float("nan")
+    return {"coverage": cover, "median_distance_px": med, "share_positive_periphery": share}
+
+
 def _rules(o: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     pm = o["prob_map"]
     logit = torch.logit(pm.clamp(1e-6, 1 - 1e-6))
@@ -126,15 +159,20 @@ def main() -> None:
     work = Path(args.work)
     load_before, t0 = uptime_text(), time.perf_counter()
     scores: dict[str, dict[str, dict[str, list[float]]]] = {}
+    fps: dict[str, dict[str, dict[str, list[float]]]] = {}
     for g_i, gen in GENERATORS.items():
         files = find_pcam_files(work / f"data{g_i}", "valid")
         ds = PCamH5(files, masks=True)
         for row in ROWS:
             for ckpt in sorted((work / f"g{g_i}").glob(f"{row}-s*/best.pt")):
                 o = _outputs(ckpt, ds)
-                for rule, m in _rules(o).items():
+                rules = _rules(o)
+                for rule, m in rules.items():
                     cell = scores.setdefault(gen, {}).setdefault(row, {}).setdefault(rule, [])
                     cell.append(_micro_iou(m, o["mask"]))
+                fp = _false_positives(rules[CURRENT], o["mask"], o["label"])
+                for k, v in fp.items():
+                    fps.setdefault(gen, {}).setdefault(row, {}).setdefault(k, []).append(v)
                 print(gen, ckpt.parent.name, flush=True)
     if not scores:
         raise SystemExit(f"error: no wsss_preset.py runs under {work}")
@@ -146,6 +184,21 @@ def main() -> None:
     ]
     for rule in rules:
         lines.append(f"| {rule} | " + " | ".join(_ms(scores[g][r][rule]) for g, r in cols) + " |")
+    lines += [
+        "",
+        f"Masks of `{CURRENT}`: predicted over true tumour pixels; of their false positives, "
+        "the median distance to the true tumour (pixels) and the share in the periphery of "
+        "positives.",
+        "",
+        "| run | predicted / true | FP median distance px | FP share in positives' periphery |",
+        "|---|---|---|---|",
+    ]
+    for g, r in cols:
+        d = fps[g][r]
+        lines.append(
+            f"| {g} {r} | {_ms(d['coverage'])} | {_ms(d['median_distance_px'])} | "
+            f"{_ms(d['share_positive_periphery'])} |"
+        )
     info = {**machine(), "load_before": load_before, "load_after": uptime_text()}
     info["elapsed_s"] = time.perf_counter() - t0
     md = (
@@ -160,7 +213,7 @@ def main() -> None:
         + "\n"
     )
     print(md)
-    write_results("wsss_thresholds", {"info": info, "scores": scores}, md)
+    write_results("wsss_thresholds", {"info": info, "scores": scores, "false_positives": fps}, md)
 
 
 if __name__ == "__main__":

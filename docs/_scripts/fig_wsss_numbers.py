@@ -69,7 +69,10 @@ def verdict(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def threshold_reading(scores: dict[str, dict[str, dict[str, list[float]]]]) -> str:
+def threshold_reading(
+    scores: dict[str, dict[str, dict[str, list[float]]]],
+    fps: dict[str, dict[str, dict[str, list[float]]]] | None = None,
+) -> str:
     """A bullet per generator from ``wsss_thresholds.json``: the preset's best rules."""
     lines = []
     for gen, rows in scores.items():
@@ -81,8 +84,10 @@ def threshold_reading(scores: dict[str, dict[str, dict[str, list[float]]]]) -> s
         ceil = {rule: statistics.fmean(v) for rule, v in rows.get("ceiling", {}).items()}
         best_free = max(free, key=free.__getitem__)
         best_fixed = max(fixed, key=fixed.__getitem__)
+        cover = (fps or {}).get(gen, {}).get("preset", {}).get("coverage")
+        covers = f" (it covers {statistics.fmean(cover):.2f}× the true tumor area)" if cover else ""
         lines.append(
-            f"- *{gen}*: the preset's ``{CURRENT}`` {pre[CURRENT]:.3f}; the best mask-free "
+            f"- *{gen}*: the preset's ``{CURRENT}`` {pre[CURRENT]:.3f}{covers}; the best mask-free "
             f"rule ``{best_free}`` {free[best_free]:.3f}; the best fixed threshold "
             f"(chosen with the masks) ``{best_fixed}`` {fixed[best_fixed]:.3f}"
             + (
@@ -126,7 +131,9 @@ def main(out: Path) -> list[Path]:
     t = json.loads(THRESHOLDS.read_text())
     return [
         write_inc(out / "wsss_verdict.inc", verdict(d["results"])),
-        write_inc(out / "wsss_thresholds.inc", threshold_reading(t["scores"])),
+        write_inc(
+            out / "wsss_thresholds.inc", threshold_reading(t["scores"], t.get("false_positives"))
+        ),
     ]
 
 
