@@ -161,7 +161,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         choices=["wsss"],
         default=None,
         help="wsss: weakly-supervised segmentation (MIL on a dense head, then two rounds of "
-        "pseudo-mask self-training); writes OUT/stage1, OUT/stage2 and the final model in OUT",
+        "pseudo-mask self-training; it sets the head, the dense backbone and 48 px crops "
+        "itself); writes OUT/stage1, OUT/stage2 and the final model in OUT",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
