@@ -15,7 +15,14 @@ from collections.abc import Callable
 
 import torch
 
-from camseg._checks import as_compute_dtype, check_finite, check_images, check_maps
+from camseg._checks import (
+    as_compute_dtype,
+    check_finite,
+    check_images,
+    check_maps,
+    check_nonempty,
+    check_pixels,
+)
 
 __all__ = ["CamFn", "Region", "ScoreFn", "loss_images", "loss_maps", "reduce"]
 
@@ -32,11 +39,7 @@ a box ``(top, left, bottom, right)`` in fractions of the map's height and width,
 
 
 def _check_batch_nonempty(t: torch.Tensor, name: str) -> None:
-    if t.shape[0] == 0:
-        raise ValueError(
-            f"Expected `{name}` to hold at least one image, but got shape {tuple(t.shape)} "
-            "(an empty batch has no loss)."
-        )
+    check_nonempty(t, name, "image", hint="An empty batch has no loss.")
 
 
 def loss_maps(
@@ -69,11 +72,7 @@ def loss_images(images: object, name: str = "images", *, finite: bool = False) -
     """
     t = check_images(images, name)
     _check_batch_nonempty(t, name)
-    if t.shape[-1] == 0 or t.shape[-2] == 0:
-        raise ValueError(
-            f"Expected `{name}` to have at least one pixel per image, but got shape "
-            f"{tuple(t.shape)}."
-        )
+    check_pixels(t, name)
     if finite:
         check_finite(t, name)
     return t
