@@ -50,4 +50,4 @@ bench-gpu: venv
 	$(PY) benchmarks/bench_matrix.py --suite gpu --device cuda
 
 clean:
-	rm -rf docs/_build docs/generated build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf docs/_build docs/generated docs/auto_examples build dist .pytest_cache .mypy_cache .ruff_cache

@@ -27,6 +27,8 @@ extensions = [
     "sphinx.ext.intersphinx",
     # MathJax served from the built site itself, so formulas render offline
     "sphinx-mathjax-offline",
+    # runnable examples (docs/gallery/plot_*.py), executed at every build
+    "sphinx_gallery.gen_gallery",
 ]
 HERE = Path(__file__).resolve().parent
 
@@ -95,7 +97,23 @@ autodoc_type_aliases = {
 }
 
 templates_path: list[str] = []
-exclude_patterns = ["_build", "generated/*.rst.bak"]
+exclude_patterns = ["_build", "generated/*.rst.bak", "gallery", "auto_examples/*.ipynb"]
+
+# --------------------------------------------------------------------------- gallery
+# docs/gallery/plot_*.py run at every build (CPU, 2 threads, seconds each) and
+# become pages under auto_examples/ (generated, not committed). An example that
+# raises fails the build; no timing page, no download of all examples at once.
+sphinx_gallery_conf = {
+    "examples_dirs": "gallery",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "abort_on_example_error": True,
+    "download_all_examples": False,
+    "write_computation_times": False,
+    "remove_config_comments": True,
+    "matplotlib_animations": False,
+    "within_subsection_order": "FileNameSortKey",
+}
 html_theme = "furo"
 html_title = f"camseg {release}"
 html_static_path: list[str] = []
