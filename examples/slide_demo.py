@@ -1,14 +1,17 @@
 """Slide-scale demo: synthetic slide -> sliding-window CAM heatmap -> mask -> metrics.
 
-Runs on a CPU in about a minute:
+Runs on a CPU in seconds:
 
 1. make a synthetic H&E slide (3072 x 2048 pixels at 0.97 microns per pixel)
    with tumour regions whose mask is known exactly (``camseg.slide.make_slide``);
-2. train a tiny GAP classifier for a few epochs on tiles of a second, training
-   slide (other seed; tiles labelled by their tumour fraction);
+2. train a tiny GAP classifier with one tumour logit for a few epochs on tiles
+   of a second, training slide (other seed; tiles labelled by their tumour
+   fraction);
 3. find the tissue on a coarse pyramid level, stream tissue tiles (96 pixels,
-   stride 48) through the classifier and a closed-form CAM extractor, and
-   stitch probabilities and CAMs with Gaussian blending
+   stride 48) through the classifier and its per-location tumour probability
+   (the closed-form CAM of the GAP + linear head without the ReLU, plus the
+   bias, through a sigmoid: the map whose mean logit is the tile's logit), and
+   stitch probabilities and maps with Gaussian blending
    (``camseg.slide.sliding_window``);
 4. threshold the stitched heatmap into a tumour mask (``camseg.slide.slide_mask``),
    score it per slide at its Youden threshold (``camseg.slide.slide_metrics``),
@@ -31,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-import camseg
+import camseg.functional as CF
 from camseg import metrics
 from camseg.slide import (
     downsample_mask,
@@ -68,11 +71,24 @@ class TinyGAPNet(nn.Module):
             nn.ReLU(),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(2 * width, 2)
+        self.fc = nn.Linear(2 * width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, 2)``."""
+        """Tumour logits ``(B, 1)``."""
         return self.fc(self.pool(self.features(x)).flatten(1))
+
+    def tiles(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(tile probabilities (B,), per-location tumour probabilities (B, h, w))``.
+
+        The per-location logit is :func:`camseg.functional.linear_cam` without the
+        ReLU plus the bias; its mean over the locations is the tile's logit. The
+        ReLU of a CAM would drop the evidence this model keeps negative (a tumour
+        tile is one where the map is *less* negative), which inverts the heatmap.
+        """
+        f = self.features(x)
+        ones = torch.ones(len(x), dtype=torch.long, device=x.device)
+        logit_map = CF.linear_cam(f, self.fc.weight, ones, relu=False) + self.fc.bias[0]
+        return torch.sigmoid(logit_map.mean(dim=(1, 2))), torch.sigmoid(logit_map)
 
 
 def half(x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +135,8 @@ def train(n: int, epochs: int, seed: int) -> TinyGAPNet:
                 xb = xb.flip(-1)
             if torch.rand(()) < 0.5:
                 xb = xb.transpose(-1, -2)
-            loss = nn.functional.cross_entropy(model(xb), y[idx])
+            logits = model(xb)[:, 0]
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, y[idx].float())
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -130,8 +147,8 @@ def run(
     *,
     height: int = 2048,
     width: int = 3072,
-    n_train: int = 1024,
-    epochs: int = 4,
+    n_train: int = 2048,
+    epochs: int = 8,
     seed: int = 0,
     out_downsample: int = 4,
 ) -> dict[str, Any]:
@@ -146,15 +163,13 @@ def run(
 
     tissue = slide_tissue_mask(reader, level=3)  # coarse level: 8x smaller
     with torch.inference_mode():
-        cam = camseg.LinearCAM(model, "features", head="fc")
         maps = sliding_window(
             reader,
-            cam,
+            model.tiles,
             tile=96,
             stride=48,
             batch_size=64,
             tissue=tissue,
-            targets=1,
             transform=half,
             output_downsample=out_downsample,
             mpp=0.97,
@@ -211,7 +226,7 @@ def save_figure(result: dict[str, Any], path: str) -> None:
     panels = [
         (thumb, "synthetic slide", None),
         (result["truth"].numpy(), "true tumour mask", "gray"),
-        (maps.cam.numpy(), "stitched CAM (gated)", "magma"),
+        (maps.cam.numpy(), "stitched tumour map (gated)", "magma"),
         (result["pred"].numpy(), "predicted mask (Otsu)", "gray"),
     ]
     for ax, (img, title, cmap) in zip(axes, panels):
@@ -233,8 +248,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--height", type=int, default=2048)
     parser.add_argument("--width", type=int, default=3072)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train-patches", type=int, default=1024)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--train-patches", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--figure", default=None, help="save a PNG figure here")
     args = parser.parse_args(argv)

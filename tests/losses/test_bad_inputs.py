@@ -137,3 +137,19 @@ def test_region_losses_show_a_non_finite_value_outside_their_region(fn, value: f
     fn(maps, labels).backward()  # the check leaves the gradient alone
     assert maps.grad is not None and bool(torch.isfinite(maps.grad).all())
     assert bool((maps.grad[:, 0, 0] == 0).all())
+
+
+def test_size_loss_maps_outside_unit_interval(device: torch.device) -> None:
+    """CPU maps outside [0, 1] raise; elsewhere (no sync allowed) the loss turns NaN."""
+    maps = torch.rand(3, 4, 4, device=device)
+    maps[1, 0, 0] = 1.5
+    module = L.SizeLoss()
+    if device.type == "cpu":
+        for fn in (L.size_loss, module):
+            with pytest.raises(ValueError, match=r"Expected `maps` in \[0, 1\].*1\.5"):
+                fn(maps)
+        return
+    assert torch.isnan(L.size_loss(maps))
+    assert torch.isnan(module(maps))
+    per_image = L.size_loss(maps, reduction="none")
+    assert torch.isnan(per_image[1]) and torch.isfinite(per_image[[0, 2]]).all()

@@ -295,8 +295,9 @@ def size_loss(
 
     Raises:
         TypeError: if ``maps`` is not a floating tensor.
-        ValueError: on wrong shapes, labels that are not 0/1, bad bounds or an unknown
-            ``reduction``.
+        ValueError: on wrong shapes, labels that are not 0/1, bad bounds, an unknown
+            ``reduction``, or CPU maps outside ``[0, 1]`` (on other devices such maps
+            make the loss NaN instead: checking there would synchronise every step).
 
     Example:
         >>> maps = torch.zeros(1, 4, 4)
@@ -312,8 +313,18 @@ def size_loss(
     _check_bounds(bounds)
     check_reduction(reduction)
     low, high = bounds
+    # an area is a fraction only for maps in [0, 1]: outside, the loss is NaN (no device
+    # sync, as for a NaN map), and on the CPU, where checking costs no sync, an error
+    outside = ((maps < 0) | (maps > 1)).flatten(1).any(dim=1)
+    if maps.device.type == "cpu" and bool(outside.any()):
+        lo, hi = (float(v) for v in torch.aminmax(maps.detach()))
+        raise ValueError(
+            f"Expected `maps` in [0, 1] (per-pixel probabilities), but got values in "
+            f"[{lo:.4g}, {hi:.4g}]. Hint: pass probabilities or min-max normalised maps."
+        )
     area = maps.mean(dim=(1, 2))
     per_image = torch.relu(low - area).pow(2) + torch.relu(area - high).pow(2)
+    per_image = torch.where(outside, torch.full_like(per_image, float("nan")), per_image)
     return reduce(per_image, reduction, applies)
 
 
