@@ -153,6 +153,29 @@ def write_results(name: str, payload: dict[str, Any], markdown: str) -> None:
         write_text_atomic(RESULTS / f"{name}{suffix}", text)
 
 
+def publish(
+    name: str, payload: dict[str, Any], title: str, body: list[str], load: tuple[str, str]
+) -> str:
+    """Write ``results/<name>.{json,md}``: the title, ``body`` lines, load and machine lines.
+
+    Returns the markdown (also printed).
+    """
+    md = "\n".join(
+        [
+            f"# {title}",
+            "",
+            *body,
+            f"Load (`uptime`): before `{load[0]}`; after `{load[1]}`.",
+            "",
+            machine_line(payload["machine"]),
+            "",
+        ]
+    )
+    write_results(name, payload, md)
+    print(md)
+    return md
+
+
 def machine_line(m: dict[str, Any]) -> str:
     """The closing line of a results table: the machine, versions and date of the run."""
     return (

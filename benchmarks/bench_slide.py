@@ -58,12 +58,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     ensure_malloc_env,
     machine,
-    machine_line,
     peak_memory_bytes,
+    publish,
     summary,
     time_interleaved,
     uptime_text,
-    write_results,
 )
 
 import camseg
@@ -530,20 +529,13 @@ def main() -> None:
         "scale": scale_payload,
         "loop": loop_payload,
     }
-    md = "\n".join(
-        [
-            "# bench_slide: whole-slide heatmaps at scale; batched vs. per-tile loop",
-            "",
-            *scale_md,
-            *loop_md,
-            f"Load (`uptime`): before `{load_before}`; after `{load_after}`.",
-            "",
-            machine_line(payload["machine"]),
-            "",
-        ]
+    publish(
+        "bench_slide",
+        payload,
+        "bench_slide: whole-slide heatmaps at scale; batched vs. per-tile loop",
+        [*scale_md, *loop_md],
+        (load_before, load_after),
     )
-    write_results("bench_slide", payload, md)
-    print(md)
 
 
 if __name__ == "__main__":

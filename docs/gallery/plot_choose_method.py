@@ -27,8 +27,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from camseg_pcam.synthetic_io import write_pcam
-from camseg_pcam.train import TrainConfig, load_checkpoint_model, to_float_images, train
+from camseg_pcam.train import to_float_images, train_small_synthetic
 from torchvision.models import VisionTransformer
 
 import camseg
@@ -38,14 +37,7 @@ from camseg.synthetic import make_patches
 
 torch.manual_seed(0)
 tmp = Path(tempfile.mkdtemp())
-write_pcam(tmp / "data", n=(2048, 128, 64), seed=1)
-cfg = TrainConfig(
-    data=str(tmp / "data"), out=str(tmp / "run"), model="small", width=8, epochs=6,
-    batch_size=64, lr=3e-3, warmup_epochs=0.5, patience=0, seed=0, device="cpu",
-    progress=False,
-)  # fmt: skip
-train(cfg)
-model = load_checkpoint_model(tmp / "run" / "best.pt").eval()
+model = train_small_synthetic(tmp)  # data in tmp/data, the run in tmp/run
 best_auc = float((tmp / "run" / "metrics.csv").read_text().splitlines()[-1].split(",")[-1])
 print(f"best validation AUC {best_auc:.3f}")
 

@@ -229,3 +229,21 @@ def test_holdout_by_slide_and_kaggle_training(pcam_root: Path, tmp_path: Path) -
         _cfg(tmp_path / "kg", tmp_path / "kgrun", val_fraction=0.3, batch_size=4, optimizer="sgd")
     )
     assert np.isfinite(summary["history"][0]["train_loss"])
+
+
+def test_train_small_synthetic_returns_a_trained_eval_model(tmp_path) -> None:
+    from camseg_pcam.train import train_small_synthetic
+
+    model = train_small_synthetic(tmp_path, n=(64, 16, 16), epochs=1, seed=3)
+    assert not model.training
+    assert (tmp_path / "run" / "best.pt").is_file()
+    assert (tmp_path / "data").is_dir()
+    assert model(torch.zeros(2, 3, 96, 96)).shape == (2, 2)
+
+
+def test_train_small_synthetic_checks_epochs_before_writing(tmp_path) -> None:
+    from camseg_pcam.train import train_small_synthetic
+
+    with pytest.raises(ValueError, match="`epochs`"):
+        train_small_synthetic(tmp_path, epochs=0)
+    assert not (tmp_path / "data").exists()

@@ -69,6 +69,7 @@ __all__ = [
     "read_checkpoint",
     "to_float_images",
     "train",
+    "train_small_synthetic",
 ]
 
 Amp = Literal["auto", "none", "bf16", "fp16"]
@@ -1017,3 +1018,52 @@ def _gather_rng(device: torch.device, world: int) -> Any:
     states: list[Any] = [None] * world
     torch.distributed.all_gather_object(states, state)
     return states
+
+
+def train_small_synthetic(
+    folder: str | os.PathLike[str],
+    *,
+    n: tuple[int, int, int] = (2048, 128, 64),
+    epochs: int = 6,
+    seed: int = 0,
+    data_seed: int = 1,
+) -> GAPClassifier:
+    """Train the small CPU model on synthetic PCam files; return it in eval mode.
+
+    Writes ``n`` (train, valid, test) synthetic patches in the PCam file format under
+    ``folder/data`` and trains the ``"small"`` model (width 8, batch 64, learning rate
+    3e-3, half an epoch of warm-up) into ``folder/run`` on the CPU, without progress
+    bars: the recipe of the documentation's examples and figures (the default, about
+    20 s on 2 cores, reaches a validation AUC of about 0.9).
+
+    Args:
+        folder: where the data and the run go (created).
+        n: patches per split (train, valid, test).
+        epochs: training epochs.
+        seed: training seed.
+        data_seed: seed of the synthetic patches.
+
+    Returns:
+        The best checkpoint's model (:func:`load_checkpoint_model`), in eval mode.
+
+    Raises:
+        ValueError: if a count is not a positive int or ``epochs`` is not >= 1.
+
+    Example:
+        >>> import tempfile
+        >>> model = train_small_synthetic(tempfile.mkdtemp(), n=(64, 16, 16), epochs=1)
+        >>> model(torch.zeros(2, 3, 96, 96)).shape, model.training
+        (torch.Size([2, 2]), False)
+    """
+    from camseg_pcam.synthetic_io import write_pcam
+
+    check_positive_int(epochs, "epochs")
+    base = Path(folder)
+    write_pcam(base / "data", n=n, seed=data_seed)
+    cfg = TrainConfig(
+        data=str(base / "data"), out=str(base / "run"), model="small", width=8,
+        epochs=epochs, batch_size=64, lr=3e-3,
+        warmup_epochs=0.5, patience=0, seed=seed, device="cpu", progress=False,
+    )  # fmt: skip
+    train(cfg)
+    return load_checkpoint_model(base / "run" / "best.pt").eval()
