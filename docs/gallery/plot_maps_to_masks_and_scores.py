@@ -92,10 +92,12 @@ fig.tight_layout()
 print(f"best fixed cut {float(ts[best]):.2f}: IoU {float(curve['iou'][best]):.3f}")
 
 # %%
-# Faithfulness: deletion and ROAD
-# -------------------------------
+# Faithfulness: deletion, insertion and ROAD
+# ------------------------------------------
 # Removing the pixels a faithful map ranks first should make the tumour
-# probability fall fast (deletion: a low area under the curve is good). Two
+# probability fall fast (deletion: a low area under the curve is good), and
+# adding them first to a blurred copy should make it rise fast (insertion: a high
+# area is good). Two
 # baselines every method should beat: a random map, and the map turned upside
 # down. Deletion with a constant substrate (zeros) takes the image off the data
 # distribution, and scattered removals do that fastest, so on H&E it can rank a
@@ -112,29 +114,33 @@ candidates = {
 curves = {
     name: {
         "deletion (zeros)": metrics.deletion_curve(model, x, mm, 1, steps=16).mean(0),
+        "insertion (blur)": metrics.insertion_curve(model, x, mm, 1, steps=16).mean(0),
         "ROAD, most relevant first": metrics.road_curve(model, x, mm, 1).mean(0),
     }
     for name, mm in candidates.items()
 }
 percent = {
     "deletion (zeros)": torch.linspace(0, 100, 17),
+    "insertion (blur)": torch.linspace(0, 100, 17),
     "ROAD, most relevant first": torch.arange(10, 100, 10),  # road_curve's default percentages
 }
-fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+fig, axes = plt.subplots(1, 3, figsize=(11, 3))
 for ax, kind in zip(axes, percent):
     for name, c in curves.items():
         ax.plot(percent[kind], c[kind], label=name)
     ax.set_title(kind, fontsize=9)
-    ax.set_xlabel("% of pixels removed", fontsize=8)
+    ax.set_xlabel("% of pixels removed or inserted", fontsize=8)
 axes[0].set_ylabel("tumour probability")
 axes[1].legend(fontsize=8)
 fig.tight_layout()
 
 # %%
-# The mean of each curve (lower: the map found what the model uses), and which
-# candidate each metric ranks first on this run:
+# The mean of each curve (for deletion and ROAD lower is better, for insertion
+# higher), and which candidate each metric ranks first on this run:
 for kind in percent:
+    sign = -1.0 if kind.startswith("insertion") else 1.0
     means = {name: float(c[kind].mean()) for name, c in curves.items()}
-    ranked = ", ".join(f"{n} {v:.3f}" for n, v in sorted(means.items(), key=lambda kv: kv[1]))
-    print(f"{kind:26s} {ranked}  -> best: {min(means, key=means.get)}")
+    order = sorted(means, key=lambda n: sign * means[n])
+    ranked = ", ".join(f"{n} {means[n]:.3f}" for n in order)
+    print(f"{kind:26s} {ranked}  -> best: {order[0]}")
 shutil.rmtree(tmp)
