@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from camseg_pcam.synthetic_io import write_pcam
-from camseg_pcam.train import TrainConfig
+from camseg_pcam.train import TrainConfig, train_small_synthetic
 
 
 @contextlib.contextmanager
@@ -24,14 +23,7 @@ def small_run(train: Callable[[TrainConfig], Any]) -> Iterator[Path]:
     torch.set_num_threads(min(2, threads))
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            data, run = Path(tmp) / "data", Path(tmp) / "run"
-            write_pcam(data, n=(384, 64, 64), seed=1)
-            cfg = TrainConfig(
-                data=str(data), out=str(run), model="small", width=8, epochs=4,
-                batch_size=64, lr=3e-3, warmup_epochs=0.5, patience=0, seed=0,
-                device="cpu", progress=False,
-            )  # fmt: skip
-            train(cfg)
-            yield run
+            train_small_synthetic(tmp, n=(384, 64, 64), epochs=4, trainer=train)
+            yield Path(tmp) / "run"
     finally:
         torch.set_num_threads(threads)

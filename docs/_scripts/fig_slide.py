@@ -7,7 +7,7 @@ figure and the numbers beside it are what the current code gives; by hand:
 
 from __future__ import annotations
 
-import importlib.util
+import runpy
 import sys
 from pathlib import Path
 
@@ -21,19 +21,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def main(out: Path) -> list[Path]:
     """Run the demo, draw its figure into ``out``; return the files written."""
-    spec = importlib.util.spec_from_file_location("slide_demo", ROOT / "examples" / "slide_demo.py")
-    assert spec is not None and spec.loader is not None
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = runpy.run_path(str(ROOT / "examples" / "slide_demo.py"), run_name="slide_demo")
     threads = torch.get_num_threads()
     torch.set_num_threads(min(2, threads))
     try:
-        result = demo.run()
+        result = demo["run"]()
     finally:
         torch.set_num_threads(threads)
     png = out / "slide_demo.png"
     tmp = out / ".slide_demo.tmp.png"
-    demo.save_figure(result, str(tmp))
+    demo["save_figure"](result, str(tmp))
     tmp.replace(png)
     s = result["summary"]
     y = s["per_slide_at_youden"]

@@ -247,3 +247,19 @@ def test_train_small_synthetic_checks_epochs_before_writing(tmp_path) -> None:
     with pytest.raises(ValueError, match="`epochs`"):
         train_small_synthetic(tmp_path, epochs=0)
     assert not (tmp_path / "data").exists()
+
+
+def test_train_small_synthetic_takes_a_trainer(tmp_path) -> None:
+    from camseg_pcam.train import train, train_small_synthetic
+
+    seen = []
+
+    def trainer(cfg):
+        seen.append((cfg.model, cfg.epochs))
+        return train(cfg)
+
+    train_small_synthetic(tmp_path, n=(64, 16, 16), epochs=1, trainer=trainer)
+    assert seen == [("small", 1)]
+    with pytest.raises(TypeError, match="`trainer`"):
+        train_small_synthetic(tmp_path / "x", trainer=5)
+    assert not (tmp_path / "x").exists()

@@ -324,7 +324,7 @@ def size_loss(
         )
     area = maps.mean(dim=(1, 2))
     per_image = torch.relu(low - area).pow(2) + torch.relu(area - high).pow(2)
-    per_image = torch.where(outside, torch.full_like(per_image, float("nan")), per_image)
+    per_image = per_image.masked_fill(outside, float("nan"))
     return reduce(per_image, reduction, applies)
 
 

@@ -43,7 +43,7 @@ from camseg import losses as L
 from camseg import metrics
 from camseg import postprocess as PP
 from camseg.slide import atomic_save, dist_info
-from camseg_pcam._validate import check_one_of, check_positive_int
+from camseg_pcam._validate import check_one_of, check_positive_int, describe
 from camseg_pcam.augment import Augment, label_crops
 from camseg_pcam.data import (
     KagglePCam,
@@ -1027,6 +1027,7 @@ def train_small_synthetic(
     epochs: int = 6,
     seed: int = 0,
     data_seed: int = 1,
+    trainer: Callable[[TrainConfig], Any] = train,
 ) -> GAPClassifier:
     """Train the small CPU model on synthetic PCam files; return it in eval mode.
 
@@ -1042,12 +1043,15 @@ def train_small_synthetic(
         epochs: training epochs.
         seed: training seed.
         data_seed: seed of the synthetic patches.
+        trainer: what runs the configuration: :func:`train` (default), or e.g.
+            :func:`camseg_pcam.wsss.train_preset` for the WSSS preset.
 
     Returns:
         The best checkpoint's model (:func:`load_checkpoint_model`), in eval mode.
 
     Raises:
         ValueError: if a count is not a positive int or ``epochs`` is not >= 1.
+        TypeError: if ``trainer`` is not callable.
 
     Example:
         >>> import tempfile
@@ -1058,6 +1062,11 @@ def train_small_synthetic(
     from camseg_pcam.synthetic_io import write_pcam
 
     check_positive_int(epochs, "epochs")
+    if not callable(trainer):
+        raise TypeError(
+            f"Expected `trainer` to be a callable taking a TrainConfig, but got "
+            f"{describe(trainer)}."
+        )
     base = Path(folder)
     write_pcam(base / "data", n=n, seed=data_seed)
     cfg = TrainConfig(
@@ -1065,5 +1074,5 @@ def train_small_synthetic(
         epochs=epochs, batch_size=64, lr=3e-3,
         warmup_epochs=0.5, patience=0, seed=seed, device="cpu", progress=False,
     )  # fmt: skip
-    train(cfg)
+    trainer(cfg)
     return load_checkpoint_model(base / "run" / "best.pt").eval()
