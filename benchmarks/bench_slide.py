@@ -41,6 +41,7 @@ See benchmarks/README.md for the method.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -229,11 +230,16 @@ def child(tissue: float, mode: str, workdir: str) -> None:
     )
 
 
+def _child_json(args: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run this script with ``args`` in a fresh process; its last stdout line, as JSON."""
+    cmd = [sys.executable, __file__, *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def run_child(tissue: float, mode: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_slide_") as tmp:
-        cmd = [sys.executable, __file__, "--child", str(tissue), mode, tmp]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+        return _child_json(["--child", str(tissue), mode, tmp])
 
 
 def _iqr(st: dict) -> str:
@@ -246,7 +252,7 @@ def _throughput(
     """Bare forward, reading alone and the heatmap over one slide's tissue tiles."""
     mask = slide_tissue_mask(reader, level=TISSUE_LEVEL)
     tmp = tempfile.TemporaryDirectory(prefix="bench_slide_")
-    calls = iter(range(1 << 30))
+    calls = itertools.count()
     with torch.inference_mode(), camseg.LinearCAM(model, layer, head=head) as cam:
 
         def heatmap():
@@ -322,9 +328,7 @@ def run_throughput_child(tiny_tissue: float, resnet_tissue: float, repeats: int)
     # glibc at its defaults, as users run: the memory runs' MALLOC_* settings (which
     # unmap every freed block >= 64 kB) would time page faults, not the pipeline
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    cmd = [sys.executable, __file__, "--throughput", str(tiny_tissue), str(resnet_tissue)]
-    res = subprocess.run([*cmd, str(repeats)], capture_output=True, text=True, check=True, env=env)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return _child_json(["--throughput", str(tiny_tissue), str(resnet_tissue), str(repeats)], env)
 
 
 def scale_section(args: argparse.Namespace) -> tuple[dict, list[str]]:
