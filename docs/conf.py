@@ -92,6 +92,7 @@ autodoc_type_aliases = {
     "Colormap": "camseg.viz.Colormap",
     "Split": "camseg_pcam.data.Split",
     "Head": "camseg_pcam.models.Head",
+    "MILPooling": "camseg_pcam.models.MILPooling",
     "ModelName": "camseg_pcam.models.ModelName",
     "Figure": "matplotlib.figure.Figure",  # imported for type checking only
 }

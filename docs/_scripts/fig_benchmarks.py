@@ -189,13 +189,13 @@ def section(stem: str, payload: dict[str, Any], figures: dict[str, str]) -> list
 
 
 def perturbation_section(path: Path) -> list[str]:
-    """The ScoreCAM / AblationCAM table of ``bench_perturbation.py``, if it has run."""
+    """The ScoreCAM / AblationCAM / FullGrad table of ``bench_perturbation.py``, if it has run."""
     if not path.exists():
         return []
     payload = json.loads(path.read_text())
     cfg, secs = payload["config"], payload["seconds"]
     fwd = secs["no_grad forward"]["median"]
-    head = "ScoreCAM and AblationCAM (``bench_perturbation.py``)"
+    head = "ScoreCAM, AblationCAM and FullGrad (``bench_perturbation.py``)"
     lines = [
         head,
         "~" * len(head),
@@ -214,7 +214,12 @@ def perturbation_section(path: Path) -> list[str]:
     rows = []
     for name, v in payload["speedup_vs_pytorch_grad_cam"].items():
         method_layer = " ".join(name.replace(",", " ").split()[:2])
-        diff = "other maps" if "top_k" in name else _fmt(diffs.get(method_layer), ".1e")
+        if "top_k" in name:
+            diff = "other maps"
+        elif "floor" in name:
+            diff = "no maps (forwards only)"
+        else:
+            diff = _fmt(diffs.get(method_layer.rstrip(":")), ".1e")
         rows.append([_esc(name), _fmt(v, ".1f") + "x", diff])
     lines += _table(
         ["method, layer, setting", "speed-up over pytorch-grad-cam", "max abs diff of maps"],

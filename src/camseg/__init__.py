@@ -36,6 +36,7 @@ from camseg.extractors import (
     LinearCAM,
     XGradCAM,
 )
+from camseg.fullgrad import FullGrad
 from camseg.perturbation import AblationCAM, ScoreCAM
 
 __version__ = "0.1.0.dev0"
@@ -49,6 +50,7 @@ __all__ = [
     "CAMWarning",
     "EigenCAM",
     "EigenGradCAM",
+    "FullGrad",
     "GradCAM",
     "GradCAMElementWise",
     "GradCAMPlusPlus",

@@ -309,6 +309,22 @@ for _cls in (camseg.ScoreCAM, camseg.AblationCAM):
     )
 
 
+case(
+    "camseg.FullGrad",
+    build=lambda ctx: {k: v for k, v in _cam_build(ctx).items() if k != "layers"},
+    call=cls_call(camseg.FullGrad, ("model", "eps")),
+    tensors=CAM_CALL,
+    options={
+        **{k: v for k, v in CAM_OPTIONS.items() if k not in ("layers", "element")},
+        "eps": Opt(FLOAT_NONNEG),
+    },
+    ok={
+        "targets:list": "a list of class ids is a documented form of `targets`",
+        "targets:ndim-": "a 0-d tensor is one class for every image, like an int",
+    },
+)
+
+
 class _TinyViT(nn.Module):
     """Any image -> a 4 x 4 grid of tokens and a class token -> one attention layer -> head."""
 

@@ -60,6 +60,36 @@ def test_preset_keeps_the_users_self_training_settings() -> None:
         )
 
 
+def test_preset_keeps_the_users_mil_pooling() -> None:
+    # the preset pools by the default log-mean-exp (benchmarks/wsss_pooling.py says
+    # why it is kept); a user's "max" reaches every stage
+    assert {s.mil_pooling for s in preset_configs(TrainConfig(out="run"))} == {"lse"}
+    mine = preset_configs(TrainConfig(out="run", mil_pooling="max"))
+    assert {s.mil_pooling for s in mine} == {"max"}
+
+
+def test_mil_pooling_reaches_the_model_and_old_runs_load_as_lse() -> None:
+    from camseg_pcam.models import build_model
+    from camseg_pcam.train import _build_from_config
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 48, 48)
+    for pooling in ("lse", "max"):
+        m = build_model("small", width=4, head="mil", mil_pooling=pooling).eval()
+        with torch.no_grad():
+            logits, feats = m.forward_features(x)
+            expected = mil_pool(m.tumor_logits(feats), pooling=pooling)
+        torch.testing.assert_close(logits[:, 1] - logits[:, 0], expected)
+    cfg = dataclasses.asdict(TrainConfig(out="run", head="mil", mil_pooling="max"))
+    assert _build_from_config(cfg).mil_pooling == "max"
+    del cfg["mil_pooling"]  # a config.json written before the option existed
+    assert _build_from_config(cfg).mil_pooling == "lse"
+    with pytest.raises(ValueError, match="`mil_pooling`"):
+        TrainConfig(out="run", mil_pooling="mean").validate()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`mil_pooling`"):
+        build_model("small", head="mil", mil_pooling="topk")  # type: ignore[arg-type]
+
+
 def test_preset_configs_errors() -> None:
     with pytest.raises(ValueError, match="`preset`"):
         preset_configs(TrainConfig(out="run"), "nope")

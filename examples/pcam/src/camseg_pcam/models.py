@@ -19,13 +19,30 @@ from torch import nn
 from camseg import losses as L
 from camseg_pcam._validate import check_one_of, check_positive_int
 
-__all__ = ["HEADS", "MODELS", "GAPClassifier", "Head", "ModelName", "SmallCNN", "build_model"]
+__all__ = [
+    "HEADS",
+    "MIL_POOLINGS",
+    "MODELS",
+    "GAPClassifier",
+    "Head",
+    "MILPooling",
+    "ModelName",
+    "SmallCNN",
+    "build_model",
+]
 
 Head = Literal["gap", "mil"]
 #: How the image logit is formed: ``"gap"`` (global average pooling, then the linear
 #: head) or ``"mil"`` (the linear head at every location, pooled over the label region
 #: with :func:`camseg.losses.mil_pool`: the PCam label rule).
 HEADS: tuple[str, ...] = ("gap", "mil")
+
+MILPooling = Literal["lse", "max"]
+
+#: How a ``"mil"`` head pools its per-location logits over the label region:
+#: ``"lse"`` (log-mean-exp at temperature 1, a smooth maximum) or ``"max"`` (the
+#: maximum: the PCam label rule itself, see :class:`GAPClassifier`).
+MIL_POOLINGS: tuple[str, ...] = ("lse", "max")
 
 ModelName = Literal["small", "resnet18", "resnet50", "densenet121", "efficientnet_b0", "vgg16_bn"]
 MODELS: tuple[str, ...] = (
@@ -50,10 +67,16 @@ class GAPClassifier(nn.Module):
     location, giving the per-location tumor logit
     :math:`z(p) = (w_1 - w_0)^\top A(p) + (b_1 - b_0)` (:meth:`tumor_logits`), which
     is pooled over the centre third, the PCam label region, by
-    :func:`camseg.losses.mil_pool` (log-mean-exp, temperature 1) into the image logit
-    :math:`s`; the two logits are :math:`(-s/2, s/2)`, so their softmax is
-    :math:`\sigma(s)` and cross-entropy on them equals :func:`camseg.losses.mil_loss`
-    of :math:`z`.
+    :func:`camseg.losses.mil_pool` (``mil_pooling``: the maximum, or the log-mean-exp at
+    temperature 1) into the image logit :math:`s`; the two logits are
+    :math:`(-s/2, s/2)`, so their softmax is :math:`\sigma(s)` and cross-entropy on
+    them equals :func:`camseg.losses.mil_loss` of :math:`z` with that pooling.
+
+    The maximum is the PCam label rule itself (a patch is positive if and only if
+    some pixel of its centre is tumor), so a map that is exactly right gives exactly
+    the label. The log-mean-exp is smoother but not consistent with the rule: a
+    correct map of a small tumor pools to a low logit (``log`` of the tumor's share
+    of the region below its own), and training answers by widening the map.
 
     Args:
         features: a module mapping ``(B, 3, H, W)`` to ``(B, C, h, w)``.
@@ -61,6 +84,7 @@ class GAPClassifier(nn.Module):
         num_classes: the number of logits.
         dropout: dropout before the head.
         head: ``"gap"`` or ``"mil"``.
+        mil_pooling: ``"lse"`` or ``"max"``: how a ``"mil"`` head pools.
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -78,14 +102,17 @@ class GAPClassifier(nn.Module):
         *,
         dropout: float = 0.0,
         head: Head = "gap",
+        mil_pooling: MILPooling = "lse",
     ) -> None:
         super().__init__()
         check_one_of(head, "head", HEADS)
+        check_one_of(mil_pooling, "mil_pooling", MIL_POOLINGS)
         if head == "mil" and num_classes != 2:
             raise ValueError(
                 f"Expected `num_classes` to be 2 for head='mil', but got {num_classes}."
             )
         self.head = head
+        self.mil_pooling: MILPooling = mil_pooling
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
         self.features = features
@@ -105,7 +132,7 @@ class GAPClassifier(nn.Module):
         mean, std = cast(torch.Tensor, self.mean), cast(torch.Tensor, self.std)
         feats = self.features((x - mean) / std)
         if self.head == "mil":
-            s = L.mil_pool(self.tumor_logits(feats))
+            s = L.mil_pool(self.tumor_logits(feats), pooling=self.mil_pooling)
             return torch.stack([-0.5 * s, 0.5 * s], dim=1), feats
         logits = self.fc(self.dropout(torch.flatten(self.pool(feats), 1)))
         return logits, feats
@@ -193,6 +220,7 @@ def build_model(
     dropout: float = 0.0,
     head: Head = "gap",
     dense: bool = False,
+    mil_pooling: MILPooling = "lse",
 ) -> GAPClassifier:
     """Build a GAP classifier from a torchvision backbone or the small CNN.
 
@@ -220,6 +248,7 @@ def build_model(
         dropout: dropout before the head.
         head: ``"gap"`` or ``"mil"`` (see :class:`GAPClassifier`).
         dense: output stride 8 for the torchvision backbones.
+        mil_pooling: how a ``"mil"`` head pools (see :class:`GAPClassifier`).
 
     Returns:
         The model.
@@ -242,7 +271,9 @@ def build_model(
                 f"pretrained weights, but got {str(weights)!r}."
             )
         cnn = SmallCNN(width, norm=norm)
-        return GAPClassifier(cnn, cnn.out_channels, num_classes, dropout=dropout, head=head)
+        return GAPClassifier(
+            cnn, cnn.out_channels, num_classes, dropout=dropout, head=head, mil_pooling=mil_pooling
+        )
     import torchvision.models as tvm
 
     net = getattr(tvm, name)(weights=None)
@@ -300,7 +331,9 @@ def build_model(
             del layers[pools[-1]]
         features = nn.Sequential(*layers)
         channels = 512
-    return GAPClassifier(features, channels, num_classes, dropout=dropout, head=head)
+    return GAPClassifier(
+        features, channels, num_classes, dropout=dropout, head=head, mil_pooling=mil_pooling
+    )
 
 
 def _dilate(stage: nn.Module, dilation: int) -> None:

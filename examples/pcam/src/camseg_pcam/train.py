@@ -55,7 +55,7 @@ from camseg_pcam.data import (
     read_meta,
     split_by_slide,
 )
-from camseg_pcam.models import HEADS, MODELS, GAPClassifier, build_model
+from camseg_pcam.models import HEADS, MIL_POOLINGS, MODELS, GAPClassifier, build_model
 from camseg_pcam.regularize import CAM_TERMS, CamRegularizer
 
 __all__ = [
@@ -126,6 +126,9 @@ class TrainConfig:
         head: ``"gap"`` (global average pooling) or ``"mil"`` (the linear head at
             every location, pooled over the label region: the PCam rule as
             multiple-instance learning, see :class:`camseg_pcam.models.GAPClassifier`).
+        mil_pooling: how a ``"mil"`` head pools its per-location logits over the
+            label region: ``"lse"`` (log-mean-exp, temperature 1) or ``"max"`` (the
+            label rule itself; the ``wsss`` preset's choice).
         dense: output stride 8 for the torchvision backbones (12×12 maps on 96×96).
         init: start from the weights of this checkpoint.
         teacher: a checkpoint whose per-location tumor probabilities give
@@ -179,6 +182,7 @@ class TrainConfig:
     tensorboard: bool = False
     progress: bool = True
     head: Literal["gap", "mil"] = "gap"
+    mil_pooling: Literal["lse", "max"] = "lse"
     dense: bool = False
     init: str | None = None
     teacher: str | None = None
@@ -211,6 +215,7 @@ class TrainConfig:
         for name in self.cam:
             check_one_of(name, "cam", CAM_TERMS)
         check_one_of(self.head, "head", HEADS)
+        check_one_of(self.mil_pooling, "mil_pooling", MIL_POOLINGS)
         check_one_of(self.teacher_transforms, "teacher_transforms", ("none", "d4", "c4", "flips"))
         if not 0.0 <= self.pseudo_margin < 0.5:
             raise ValueError(
@@ -525,6 +530,7 @@ def _build_from_config(cfg: Mapping[str, Any], weights: str | None = None) -> GA
         dropout=cfg["dropout"],
         head=cfg.get("head", "gap"),
         dense=bool(cfg.get("dense", False)),
+        mil_pooling=cfg.get("mil_pooling", "lse"),  # runs written before the option: "lse"
     )
 
 
@@ -854,7 +860,7 @@ def _moved_region_logits(
     """Two-class logits of a ``"mil"`` head pooled over each crop's own label region."""
     z = model.tumor_logits(feats)
     cells = F.adaptive_max_pool2d(regions[:, None].float(), tuple(z.shape[-2:]))[:, 0] > 0
-    s = L.mil_pool(z, region=cells)
+    s = L.mil_pool(z, region=cells, pooling=model.mil_pooling)
     return torch.stack([-0.5 * s, 0.5 * s], dim=1)
 
 

@@ -6,9 +6,11 @@ on image labels only:
 1. **Multiple-instance learning** (``RUN/stage1``): a dense backbone (output stride
    8, so 96×96 patches give 12×12 maps) with the ``"mil"`` head: the linear head at
    every location gives a per-location tumor logit, pooled over the centre 32×32 (the
-   PCam label region) by a smooth maximum (:func:`camseg.losses.mil_pool`) into the
-   image logit. Cross-entropy on it is :func:`camseg.losses.mil_loss`: a negative's
-   whole centre is pushed to background, a positive needs tumor somewhere in its
+   PCam label region) by a smooth maximum (:func:`camseg.losses.mil_pool`, the
+   log-mean-exp; ``mil_pooling="max"`` pools by the maximum instead, which
+   ``benchmarks/wsss_pooling.py`` compares) into the image logit. Cross-entropy on
+   it is :func:`camseg.losses.mil_loss`: a negative's whole centre is pushed to
+   background, a positive needs tumor somewhere in its
    centre, the periphery gets no loss. Training runs on random 48×48 crops that hold
    the label region (:func:`camseg_pcam.augment.label_crops`, offsets multiples of 8),
    and the pooling window moves with it: the region then sits at every distance from
