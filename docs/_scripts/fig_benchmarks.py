@@ -219,7 +219,7 @@ def perturbation_section(path: Path) -> list[str]:
         elif "floor" in name:
             diff = "no maps (forwards only)"
         else:
-            diff = _fmt(diffs.get(method_layer.rstrip(":")), ".1e")
+            diff = _fmt(diffs.get(method_layer), ".1e")
         rows.append([_esc(name), _fmt(v, ".1f") + "x", diff])
     lines += _table(
         ["method, layer, setting", "speed-up over pytorch-grad-cam", "max abs diff of maps"],
